@@ -1,0 +1,184 @@
+"""The prompt as the local router sees it: a sequence of blocks in prefix order
+(tools -> system -> messages), each with a token count and a content digest.
+
+Prompt caching works on this sequence: a cached prefix is "every block up to and including
+block i", identified by a hash chained over the block digests (see ``cache.py``).
+
+Token counts use ``orq_core.tokens`` (the same rules the pages use for estimates) plus these
+documented overheads, which are the emulator's own guesses, not Anthropic's tokenizer:
+
+- ``MESSAGE_OVERHEAD_TOKENS`` (3) per message: role marker and turn delimiters.
+- ``TOOL_OVERHEAD_TOKENS`` (5) per tool definition, on top of its JSON (name, description,
+  parameters) counted as text.
+- ``TOOL_USE_SYSTEM_PROMPT_TOKENS`` (346) once when tools are present: Anthropic's pricing page
+  lists 346 extra input tokens of tool-use system prompt (tool_choice auto/none, Claude 4 models).
+- ``TOOL_CALL_OVERHEAD_TOKENS`` (5) per replayed assistant tool call, plus its name and arguments.
+- Images: Anthropic's width x height / 750 rule after scaling (``tokens.image_tokens``), with the
+  real size read from the data URL. URL images are never fetched: they count as a 1092 x 1092
+  image (Anthropic's largest 1:1 size that is not scaled, ~1,590 tokens).
+- PDFs: each page is its text plus an image (``tokens.pdf_page_tokens``); a PDF given by URL is
+  never fetched and counts as one page without text.
+- Replayed reasoning counts as its text (Anthropic strips thinking of earlier turns; the
+  emulator keeps the rule simple and counts it), redacted reasoning as its data string.
+
+``cache_control`` markers are left out of the digests: moving a breakpoint to a later block
+(the usual multi-turn pattern) must not change the prefix that earlier requests cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterator
+
+from ..request import cache_breakpoints
+from ..tokens import image_tokens, pdf_page_tokens, text_tokens
+
+MESSAGE_OVERHEAD_TOKENS = 3
+TOOL_OVERHEAD_TOKENS = 5
+TOOL_USE_SYSTEM_PROMPT_TOKENS = 346
+TOOL_CALL_OVERHEAD_TOKENS = 5
+URL_IMAGE_TOKENS = image_tokens(1092, 1092)
+URL_PDF_TOKENS = pdf_page_tokens("")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One cacheable unit of the prompt. ``cache_ttl`` is set when a breakpoint ends here."""
+
+    path: str
+    tokens: int
+    digest: bytes
+    cache_ttl: str | None = None
+
+
+def _digest(value: Any) -> bytes:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def _without_cache_control(value: dict) -> dict:
+    return {k: v for k, v in value.items() if k != "cache_control"}
+
+
+# --- media ---------------------------------------------------------------------------------
+
+@lru_cache(maxsize=64)
+def _data_url_tokens(url: str) -> int:
+    """Tokens of an inline image or PDF, decoded for real. Undecodable data (which the media
+    check rejects before this is reached) falls back to the URL estimates."""
+    from .. import media
+
+    try:
+        mime, data = media.parse_data_url(url)
+        if (media.sniff(data) or mime) == "application/pdf":
+            return sum(pdf_page_tokens(text) for text in media.pdf_info(data).page_texts)
+        info = media.image_info(data)
+        return image_tokens(info.width, info.height)
+    except (ValueError, media.MediaError):
+        return URL_PDF_TOKENS if "pdf" in url[:40] else URL_IMAGE_TOKENS
+
+
+def _is_data_url(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("data:")
+
+
+def part_tokens(part: dict) -> int:
+    kind = part.get("type")
+    if kind == "text":
+        return text_tokens(part.get("text") or "")
+    if kind == "image_url":
+        url = (part.get("image_url") or {}).get("url")
+        return _data_url_tokens(url) if _is_data_url(url) else URL_IMAGE_TOKENS
+    if kind == "file":
+        data = (part.get("file") or {}).get("file_data")
+        return _data_url_tokens(data) if _is_data_url(data) else URL_PDF_TOKENS
+    if kind == "document":
+        url = (part.get("document") or {}).get("url")
+        return _data_url_tokens(url) if _is_data_url(url) else URL_PDF_TOKENS
+    if kind == "reasoning":
+        return text_tokens(part.get("reasoning") or "")
+    if kind == "redacted_reasoning":
+        return text_tokens(part.get("data") or "")
+    return text_tokens(json.dumps(part, ensure_ascii=False))
+
+
+# --- segmentation --------------------------------------------------------------------------
+
+def _tool_blocks(tools: list) -> Iterator[Block]:
+    for i, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        function = _without_cache_control(function) if isinstance(function, dict) else {}
+        tokens = TOOL_OVERHEAD_TOKENS + text_tokens(json.dumps(function, sort_keys=True, ensure_ascii=False))
+        if i == 0:
+            tokens += TOOL_USE_SYSTEM_PROMPT_TOKENS
+        yield Block(f"tools[{i}]", tokens, _digest({"tool": function}))
+
+
+def _message_header(message: dict) -> dict:
+    header = {"role": message.get("role")}
+    if message.get("tool_call_id"):
+        header["tool_call_id"] = message["tool_call_id"]
+    return header
+
+
+def _message_blocks(i: int, message: dict) -> Iterator[Block]:
+    """The message's blocks; the first carries the per-message overhead and the role."""
+    header = _message_header(message)
+    units: list[tuple[str, int, Any]] = []
+    content = message.get("content")
+    if isinstance(content, list):
+        for j, part in enumerate(content):
+            if isinstance(part, dict):
+                units.append((f"messages[{i}].content[{j}]", part_tokens(part), _without_cache_control(part)))
+    elif isinstance(content, str) and (content or not message.get("tool_calls")):
+        units.append((f"messages[{i}]", text_tokens(content), content))
+    for k, call in enumerate(message.get("tool_calls") or []):
+        function = (call.get("function") or {}) if isinstance(call, dict) else {}
+        tokens = (TOOL_CALL_OVERHEAD_TOKENS + text_tokens(str(function.get("name") or ""))
+                  + text_tokens(str(function.get("arguments") or "")))
+        units.append((f"messages[{i}].tool_calls[{k}]", tokens, call))
+    if not units:
+        units.append((f"messages[{i}]", 0, None))
+    for n, (path, tokens, value) in enumerate(units):
+        if n == 0:
+            yield Block(path, tokens + MESSAGE_OVERHEAD_TOKENS, _digest({"message": header, "unit": value}))
+        else:
+            yield Block(path, tokens, _digest({"unit": value}))
+
+
+def _ordered_messages(messages: list) -> list[tuple[int, dict]]:
+    """System messages first wherever they sit (Anthropic lifts them to the system prompt)."""
+    pairs = [(i, m) for i, m in enumerate(messages) if isinstance(m, dict)]
+    return [p for p in pairs if p[1].get("role") == "system"] + [p for p in pairs if p[1].get("role") != "system"]
+
+
+def _mark_breakpoints(blocks: list[Block], payload: dict) -> list[Block]:
+    """Set cache_ttl on the last block each breakpoint covers (request.cache_breakpoints is the
+    one place that finds the markers)."""
+    marked = list(blocks)
+    for point in cache_breakpoints(payload):
+        path = point.path.removesuffix(".function")
+        covered = [n for n, b in enumerate(marked)
+                   if b.path == path or b.path.startswith(path + ".") or b.path.startswith(path + "[")]
+        if covered:
+            n = covered[-1]
+            marked[n] = Block(marked[n].path, marked[n].tokens, marked[n].digest, point.ttl)
+    return marked
+
+
+def segment_prompt(payload: dict) -> list[Block]:
+    """The prompt's blocks in prefix order, with breakpoints marked."""
+    tools = payload.get("tools") if isinstance(payload.get("tools"), list) else []
+    messages = payload.get("messages") if isinstance(payload.get("messages"), list) else []
+    blocks = list(_tool_blocks(tools))
+    for i, message in _ordered_messages(messages):
+        blocks.extend(_message_blocks(i, message))
+    return _mark_breakpoints(blocks, payload)
+
+
+def count_prompt_tokens(payload: dict) -> int:
+    """All input tokens the local router will report for ``payload`` (cached or not)."""
+    return sum(block.tokens for block in segment_prompt(payload))
