@@ -20,6 +20,7 @@ MAX_EXPONENT = 1000
 MAX_INT_DIGITS = 10_000
 MAX_FLOAT_LOG10 = 300
 _LOG10_2 = math.log10(2)
+_TOO_DEEP = f"expression too deeply nested (at most {MAX_DEPTH} levels)"
 
 
 class CalculatorError(ValueError):
@@ -58,7 +59,7 @@ def calculate(expression: str) -> str:
 def format_number(value: Number) -> str:
     if isinstance(value, int):
         digits = _digit_count(value)
-        if digits <= 30:
+        if digits <= 40:
             return str(value)
         return f"{_int_scientific(value, digits)} (an integer of {digits} digits)"
     if value == 0:
@@ -83,10 +84,14 @@ def _parse(expression: str) -> ast.Expression:
         return ast.parse(text, mode="eval")
     except SyntaxError as exc:
         reason = exc.msg or "invalid syntax"
+        if "nest" in reason or "recursion" in reason:
+            raise CalculatorError(_TOO_DEEP) from None
         where = f" at column {exc.offset}" if exc.offset else ""
         raise CalculatorError(f"not a valid expression ({reason}{where})") from None
-    except (RecursionError, MemoryError, ValueError):
-        raise CalculatorError(f"expression too deeply nested (at most {MAX_DEPTH} levels)") from None
+    except (RecursionError, MemoryError):
+        raise CalculatorError(_TOO_DEEP) from None
+    except ValueError as exc:  # e.g. a NUL character
+        raise CalculatorError(f"not a valid expression ({exc})") from None
 
 
 def _check_depth(tree: ast.Expression) -> None:
@@ -96,7 +101,7 @@ def _check_depth(tree: ast.Expression) -> None:
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise CalculatorError(f"expression too deeply nested (at most {MAX_DEPTH} levels)")
+            raise CalculatorError(_TOO_DEEP)
         if isinstance(node, ast.BinOp):
             stack.append((node.left, depth))
             stack.append((node.right, depth + 1))
@@ -168,6 +173,8 @@ class _Evaluator:
             raise CalculatorError(f"wrong number of arguments for {name}()") from None
         except OverflowError:
             raise CalculatorError(f"{name}() result is too large") from None
+        except ZeroDivisionError:
+            raise CalculatorError(f"division by zero in {name}()") from None
         except ValueError as exc:
             raise CalculatorError(f"{name}() is not defined there ({exc})") from None
 
@@ -191,9 +198,9 @@ def _power(base: Number, exponent: Number) -> Number:
         raise CalculatorError(f"exponent too large: {format_number(exponent)} (at most {MAX_EXPONENT})")
     if base == 0 and exponent < 0:
         raise CalculatorError("division by zero (0 to a negative power)")
-    if abs(base) > 1 and exponent > 0:
-        magnitude_log10 = _log10_abs(base) * exponent
-        if isinstance(base, int) and isinstance(exponent, int):
+    if base != 0 and exponent != 0:
+        magnitude_log10 = math.log10(abs(base)) * exponent  # math.log10 accepts ints of any size
+        if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
             if magnitude_log10 >= MAX_INT_DIGITS:
                 raise CalculatorError(f"result too large: about 10^{magnitude_log10:.0f} "
                                       f"(integers up to {MAX_INT_DIGITS} digits)")
@@ -215,12 +222,6 @@ def _checked(value: Number) -> Number:
     if isinstance(value, int) and value.bit_length() * _LOG10_2 > MAX_INT_DIGITS:
         raise CalculatorError(f"result too large (integers up to {MAX_INT_DIGITS} digits)")
     return value
-
-
-def _log10_abs(value: Number) -> float:
-    if isinstance(value, int):
-        return (value.bit_length() - 1) * _LOG10_2  # lower bound, exact enough for a limit
-    return math.log10(abs(value))
 
 
 def _digit_count(value: int) -> int:

@@ -8,7 +8,6 @@ can be copied, shared or saved without leaking one.
 from __future__ import annotations
 
 import json
-import pprint
 import shlex
 from typing import Callable
 
@@ -88,8 +87,22 @@ print("\\nusage:", json.dumps(body.get("usage")))
 '''
 
 
+def _python_literal(value, level: int = 0) -> str:
+    """Like json.dumps(indent=4) but Python (True/None); short containers stay on one line.
+    Unlike pprint, long strings (base64) are never cut into pieces across lines."""
+    flat = repr(value)
+    if not isinstance(value, (dict, list)) or not value or len(flat) + 4 * level <= 96:
+        return flat
+    pad = "    " * (level + 1)
+    if isinstance(value, dict):
+        lines = [f"{pad}{key!r}: {_python_literal(item, level + 1)}," for key, item in value.items()]
+        return "{\n" + "\n".join(lines) + "\n" + "    " * level + "}"
+    lines = [f"{pad}{_python_literal(item, level + 1)}," for item in value]
+    return "[\n" + "\n".join(lines) + "\n" + "    " * level + "]"
+
+
 def to_python(payload: dict, base_url: str, *, abbreviate: bool = False) -> str:
-    shown = pprint.pformat(_shown(payload, abbreviate), indent=1, width=100, sort_dicts=False)
+    shown = _python_literal(_shown(payload, abbreviate))
     return (
         _note("#", abbreviate)
         + "import json\nimport os\n\nimport httpx\n\n"

@@ -72,7 +72,7 @@ _PLACES = ("the north quay", "the chapel on the hill", "the fish market", "the d
            "the island ferry", "the lower town", "the salt marsh", "the old mill", "the station")
 _VERBS = ("carried", "found", "mended", "watched", "counted", "hid", "opened", "painted", "followed",
           "remembered", "weighed", "forgot")
-_ADVERBS = ("slowly", "at dawn", "without a word", "before the rain", "by lamplight", "twice", "in secret",
+_ADVERBS = ("slowly", "at dawn", "without a word", "before the rain", "by lamplight", "at noon", "in secret",
             "with great care")
 _TEMPLATES = (
     "{name} {verb} the {adj} {noun} near {place} {adv}.",
@@ -203,6 +203,10 @@ _PARAM_KINDS = (("id", "string", "The identifier, as shown to the customer, for 
                 ("include_history", "boolean", "Whether to include the history of earlier changes."))
 
 
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
 def tool_catalogue(count: int, seed: int = 0) -> list[dict]:
     """``count`` plausible function tools (wire form), deterministic."""
     rng = random.Random(seed)
@@ -215,7 +219,7 @@ def tool_catalogue(count: int, seed: int = 0) -> list[dict]:
                       for name, kind, text in params}
         description = (f"{action.capitalize()} {area} records in the back office. "
                        + " ".join(_sentence(rng) for _ in range(2))
-                       + f" Use it only when the user asks about a {area}; never guess an identifier.")
+                       + f" Use it only when the user asks about {_article(area)} {area}; never guess an identifier.")
         tools.append({"type": "function", "function": {
             "name": f"{action}_{area}_{i + 1}",
             "description": description,

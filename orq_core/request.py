@@ -239,7 +239,7 @@ def _check_part(part: Any, role: str, path: str) -> None:
     if not isinstance(part, dict):
         _fail(path, "must be an object with a type")
     kind = part.get("type")
-    if kind not in _PART_CHECKS:
+    if not isinstance(kind, str) or kind not in _PART_CHECKS:
         _fail(f"{path}.type", f"unknown part type {kind!r}; use one of {', '.join(_PART_CHECKS)}")
     if kind not in PARTS_BY_ROLE[role]:
         _fail(f"{path}.type", f"a {role} message cannot hold a {kind} part "

@@ -85,8 +85,9 @@ class ChunkAssembler:
 
     # --- feeding -----------------------------------------------------------------------------
 
-    def feed(self, data: str) -> list[StreamEvent]:
-        """One ``data:`` payload: a JSON chunk, ``[DONE]`` or an in-band error."""
+    def feed(self, data: str, event: str = "message") -> list[StreamEvent]:
+        """One ``data:`` payload: a JSON chunk, ``[DONE]`` or an in-band error.
+        ``event`` is the SSE event type; an ``error`` event's data is the error itself."""
         if data == DONE or data.strip() == DONE:
             self.saw_done = True
             return self.finish()
@@ -96,6 +97,8 @@ class ChunkAssembler:
             return self._fail({"message": f"The router sent a stream chunk that is not JSON: {data[:200]!r}"})
         if not isinstance(chunk, dict):
             return self._fail({"message": f"The router sent an unexpected stream chunk: {data[:200]!r}"})
+        if event == "error" and not chunk.get("error"):
+            chunk = {"error": chunk}
         return self.feed_chunk(chunk)
 
     def feed_chunk(self, chunk: dict) -> list[StreamEvent]:

@@ -17,7 +17,7 @@ documented overheads, which are the emulator's own guesses, not Anthropic's toke
   real size read from the data URL. URL images are never fetched: they count as a 1092 x 1092
   image (Anthropic's largest 1:1 size that is not scaled, ~1,590 tokens).
 - PDFs: each page is its text plus an image (``tokens.pdf_page_tokens``); a PDF given by URL is
-  never fetched and counts as one page without text.
+  never fetched and counts as one page without text. An inline text/* file counts as its text.
 - Replayed reasoning counts as its text (Anthropic strips thinking of earlier turns; the
   emulator keeps the rule simple and counts it), redacted reasoning as its data string.
 
@@ -73,11 +73,12 @@ def _data_url_tokens(url: str) -> int:
 
     try:
         mime, data = media.parse_data_url(url)
-        if (media.sniff(data) or mime) == "application/pdf":
-            return sum(pdf_page_tokens(text) for text in media.pdf_info(data).page_texts)
-        info = media.image_info(data)
-        return image_tokens(info.width, info.height)
-    except (ValueError, media.MediaError):
+        if (media.sniff(data) or mime) == media.PDF_MIME:
+            return media.estimate_pdf_tokens(data)
+        if mime.startswith("text/") and media.sniff(data) is None:
+            return text_tokens(data.decode("utf-8", "replace"))
+        return media.estimate_image_tokens(data)
+    except (ValueError, OSError):
         return URL_PDF_TOKENS if "pdf" in url[:40] else URL_IMAGE_TOKENS
 
 
@@ -134,7 +135,8 @@ def _message_blocks(i: int, message: dict) -> Iterator[Block]:
             if isinstance(part, dict):
                 units.append((f"messages[{i}].content[{j}]", part_tokens(part), _without_cache_control(part)))
     elif isinstance(content, str) and (content or not message.get("tool_calls")):
-        units.append((f"messages[{i}]", text_tokens(content), content))
+        # A string is one text block to Claude: same digest as [{"type": "text", "text": ...}].
+        units.append((f"messages[{i}]", text_tokens(content), {"type": "text", "text": content}))
     for k, call in enumerate(message.get("tool_calls") or []):
         function = (call.get("function") or {}) if isinstance(call, dict) else {}
         tokens = (TOOL_CALL_OVERHEAD_TOKENS + text_tokens(str(function.get("name") or ""))

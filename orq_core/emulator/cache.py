@@ -1,0 +1,174 @@
+"""The local router's two caches: Anthropic-style prompt caching and Orq's exact-match
+response cache. Both are per API key, thread-safe, and read time from an injected clock
+(seconds), so tests move time instead of waiting.
+
+Prompt-cache rules (Anthropic's prompt-caching documentation):
+- A breakpoint (``cache_control``) caches the prefix of every block up to and including it.
+  An entry's key is a hash of (API key, model slug, the exact prefix content).
+- A prefix shorter than the model's ``min_cacheable`` tokens is silently not cached.
+- Reads: the longest cached prefix wins. Besides its own breakpoints, a request checks the
+  block boundaries up to ``LOOKBACK_BLOCKS`` before each breakpoint, so it finds a prefix that
+  an earlier request wrote with a different set of breakpoints (the multi-turn pattern).
+- Writes: every breakpoint after the read point whose prefix is long enough is stored;
+  ``write_tokens`` = tokens from the read point up to the last stored breakpoint.
+- Everything else is uncached input. TTL 5m or 1h; a read refreshes the entry's expiry.
+- Entries are keyed by model slug, not bare model id: Bedrock's and Vertex's caches are not
+  Anthropic's, so a fallback to another provider starts cold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .prompt import Block
+
+LOOKBACK_BLOCKS = 20  # Anthropic: hits are checked at up to ~20 block boundaries before a breakpoint
+TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
+Clock = Callable[[], float]
+
+
+def key_scope(api_key: str) -> bytes:
+    """A digest standing for the key, so no cache ever holds the key itself."""
+    return hashlib.sha256(b"orq-local-router-key\0" + api_key.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True)
+class CacheOutcome:
+    read_tokens: int
+    write_tokens: int
+    uncached_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.read_tokens + self.write_tokens + self.uncached_tokens
+
+
+@dataclass
+class _Entry:
+    expires_at: float
+    ttl_seconds: float
+
+
+class _ExpiringStore:
+    """A dict of entries with ``expires_at``; drops the expired (then the soonest to expire)
+    when it grows past ``max_entries``. Callers hold ``lock``."""
+
+    def __init__(self, max_entries: int):
+        self.lock = threading.Lock()
+        self.entries: dict[bytes, Any] = {}
+        self.max_entries = max_entries
+
+    def live(self, key: bytes, now: float) -> Any:
+        entry = self.entries.get(key)
+        if entry is not None and entry.expires_at <= now:
+            del self.entries[key]
+            return None
+        return entry
+
+    def put(self, key: bytes, entry: Any, now: float) -> None:
+        self.entries[key] = entry
+        if len(self.entries) > self.max_entries:
+            self.entries = {k: e for k, e in self.entries.items() if e.expires_at > now}
+        while len(self.entries) > self.max_entries:
+            del self.entries[min(self.entries, key=lambda k: self.entries[k].expires_at)]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+
+
+def prefix_keys(api_key: str, model_slug: str, blocks: list[Block]) -> list[bytes]:
+    """keys[i] identifies the prefix blocks[0..i]: a hash chained over the block digests."""
+    running = hashlib.sha256(key_scope(api_key) + b"\0" + model_slug.encode("utf-8")).digest()
+    keys = []
+    for block in blocks:
+        running = hashlib.sha256(running + block.digest).digest()
+        keys.append(running)
+    return keys
+
+
+class PromptCache:
+    def __init__(self, clock: Clock = time.time, max_entries: int = 100_000):
+        self._clock = clock
+        self._store = _ExpiringStore(max_entries)
+
+    def process(self, *, api_key: str, model_slug: str, blocks: list[Block], min_cacheable: int) -> CacheOutcome:
+        """Read the longest cached prefix, write the breakpoints after it, count the rest."""
+        cumulative, total = [], 0
+        for block in blocks:
+            total += block.tokens
+            cumulative.append(total)
+        breakpoints = [i for i, block in enumerate(blocks) if block.cache_ttl]
+        if not breakpoints:
+            return CacheOutcome(0, 0, total)
+        keys = prefix_keys(api_key, model_slug, blocks)
+        with self._store.lock:
+            now = self._clock()
+            read_at = self._read(keys, breakpoints, now)
+            read = cumulative[read_at] if read_at >= 0 else 0
+            written_to = self._write(keys, blocks, cumulative, breakpoints, read_at, min_cacheable, now)
+        write = cumulative[written_to] - read if written_to > read_at else 0
+        return CacheOutcome(read, write, total - read - write)
+
+    def _read(self, keys: list[bytes], breakpoints: list[int], now: float) -> int:
+        candidates = {j for b in breakpoints for j in range(max(0, b - LOOKBACK_BLOCKS + 1), b + 1)}
+        for j in sorted(candidates, reverse=True):
+            entry = self._store.live(keys[j], now)
+            if entry is not None:
+                entry.expires_at = now + entry.ttl_seconds  # a read refreshes the TTL
+                return j
+        return -1
+
+    def _write(self, keys, blocks, cumulative, breakpoints, read_at, min_cacheable, now) -> int:
+        written_to = -1
+        for b in breakpoints:
+            if b > read_at and cumulative[b] >= min_cacheable:
+                ttl = TTL_SECONDS[blocks[b].cache_ttl]
+                self._store.put(keys[b], _Entry(now + ttl, ttl), now)
+                written_to = b
+        return written_to
+
+    def clear(self) -> None:
+        self._store.clear()
+
+    def __len__(self) -> int:
+        return len(self._store.entries)
+
+
+@dataclass
+class _Stored:
+    expires_at: float
+    value: Any
+
+
+class ResponseCache:
+    """Orq's exact-match response cache: key = hash(API key, request body minus stream flags)."""
+
+    STREAM_KEYS = ("stream", "stream_options")
+
+    def __init__(self, clock: Clock = time.time, max_entries: int = 10_000):
+        self._clock = clock
+        self._store = _ExpiringStore(max_entries)
+
+    def key(self, api_key: str, payload: dict) -> bytes:
+        body = {k: v for k, v in payload.items() if k not in self.STREAM_KEYS}
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(key_scope(api_key) + b"\0" + text.encode("utf-8")).digest()
+
+    def get(self, key: bytes) -> Any:
+        with self._store.lock:
+            entry = self._store.live(key, self._clock())
+            return entry.value if entry is not None else None
+
+    def put(self, key: bytes, value: Any, ttl_seconds: float) -> None:
+        with self._store.lock:
+            now = self._clock()
+            self._store.put(key, _Stored(now + ttl_seconds, value), now)
+
+    def clear(self) -> None:
+        self._store.clear()

@@ -1,0 +1,93 @@
+"""Start the real app with `streamlit run` and drive it in Debian's headless Chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; scripts/test.sh installs Debian's package")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_app(tmp_path: Path, extra_env: dict | None = None):
+    """`streamlit run app.py` on a free port, on the local router with no simulated waiting."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "ORQ_API_KEY"}
+    env.update({"ORQ_LOCAL_ROUTER_TIME_SCALE": "0", "ORQ_PLAYGROUND_DB": str(tmp_path / "browser.db"),
+                "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"})
+    env.update(extra_env or {})
+    log = open(tmp_path / "streamlit.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+         "--server.headless", "true", "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None:
+                raise RuntimeError((tmp_path / "streamlit.log").read_text())
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("streamlit did not become healthy in 60 s")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@contextlib.contextmanager
+def browser_page(tmp_path: Path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def artifacts_dir(tmp_path: Path) -> Path:
+    """Screenshots go to ARTIFACTS_DIR when set (CI keeps them), else the test's tmp dir."""
+    target = Path(os.environ.get("ARTIFACTS_DIR") or tmp_path)
+    target.mkdir(parents=True, exist_ok=True)
+    return target

@@ -1,0 +1,56 @@
+"""Shared fixtures: an isolated run log for every test, and the local router on loopback."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_db(tmp_path, monkeypatch):
+    """Every test writes its run log (if any) to its own temporary SQLite file."""
+    path = tmp_path / "playground.db"
+    monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(path))
+    return path
+
+
+class FakeClock:
+    """Seconds that only move when a test says so (the router's caches read it)."""
+
+    def __init__(self, start: float = 1_000_000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def router_factory():
+    """start(**settings) -> LocalRouter with time_scale=0 unless given; all stopped afterwards."""
+    from orq_core.emulator import EmulatorSettings, start_local_router
+
+    started = []
+
+    def start(**settings):
+        settings.setdefault("time_scale", 0)
+        router = start_local_router(EmulatorSettings(**settings))
+        started.append(router)
+        return router
+
+    yield start
+    for router in started:
+        router.stop()
+
+
+@pytest.fixture
+def local_router(router_factory):
+    """A fresh local router (time_scale=0: no waiting) on a free loopback port."""
+    return router_factory()
+

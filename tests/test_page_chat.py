@@ -1,0 +1,123 @@
+"""The Chat page driven through the real entry point against the local router."""
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+FAKE_KEY = "sk-orq-FAKE-0123456789-SECRET-abcdef"
+
+
+@pytest.fixture
+def app(monkeypatch, tmp_path):
+    monkeypatch.delenv("ORQ_API_KEY", raising=False)
+    monkeypatch.setenv("ORQ_LOCAL_ROUTER_TIME_SCALE", "0")
+    monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "chat.db"))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def by_label(elements, label):
+    matches = [e for e in elements if e.label == label]
+    assert matches, f"no widget labelled {label!r}: {[e.label for e in elements]}"
+    return matches[0]
+
+
+def captions(at) -> str:
+    return "\n".join(c.value for c in at.caption)
+
+
+def send(at, text):
+    at.chat_input[0].set_value(text).run()
+    assert not at.exception, at.exception
+
+
+def conversation(at):
+    return at.session_state["conversation"]
+
+
+def test_send_shows_streamed_answer_and_usage_line(app):
+    send(app, "What is prompt caching?")
+    turns = conversation(app).turns
+    assert [t.role for t in turns] == ["user", "assistant"]
+    answer = turns[1].completion
+    assert "prompt caching" in answer.text.lower()
+    assert answer.usage.output_tokens > 0 and answer.finish_reason == "stop"
+    texts = [m.value for m in app.markdown]
+    assert any(answer.text.strip()[:40] in t for t in texts)
+    line = captions(app)
+    assert f"output {answer.usage.output_tokens:,}" in line
+    assert "TTFT" in line and "answered by `anthropic/claude-sonnet-4-5-20250929`" in line
+    assert any("local router" in i.value for i in app.info)
+
+
+def test_thinking_two_turns_replays_signature(app):
+    by_label(app.toggle, "Extended thinking").set_value(True).run()
+    by_label(app.number_input, "max_tokens").set_value(4096).run()
+    send(app, "Think about why the sea is salty.")
+    send(app, "And why is it blue?")
+    turns = conversation(app).turns
+    assert [t.role for t in turns] == ["user", "assistant", "user", "assistant"], [t.text for t in turns]
+    for turn in (turns[1], turns[3]):
+        assert turn.completion.reasoning and turn.completion.reasoning_signature
+        assert turn.completion.usage.reasoning_tokens > 0
+    assert not app.error
+
+
+def test_cached_system_prompt_writes_then_reads(app):
+    system = "You are a meticulous librarian. " + " ".join(f"Rule {i}: cite the shelf number." for i in range(300))
+    by_label(app.text_area, "System prompt").set_value(system).run()
+    by_label(app.toggle, "Cache the system prompt").set_value(True).run()
+    send(app, "Where are the atlases?")
+    send(app, "And the dictionaries?")
+    first, second = conversation(app).turns[1].completion.usage, conversation(app).turns[3].completion.usage
+    assert first.cache_write_tokens > 1024 and first.cache_read_tokens == 0
+    assert second.cache_read_tokens == first.cache_write_tokens
+    assert f"{second.cache_read_tokens:,} cache read" in captions(app)
+
+
+def test_bad_parameters_show_error_and_keep_conversation(app):
+    send(app, "First question")
+    assert len(conversation(app).turns) == 2
+    by_label(app.toggle, "Extended thinking").set_value(True).run()
+    by_label(app.number_input, "max_tokens").set_value(1024).run()  # budget 2048 >= max_tokens
+    send(app, "Second question")
+    assert [t.role for t in conversation(app).turns] == ["user", "assistant"]
+    errors = " ".join(e.value for e in app.error)
+    assert "budget_tokens" in errors and "not sent" in errors
+    assert "Second question" in " ".join(c.value for c in app.code)
+
+
+def test_export_then_import_gives_the_same_conversation(app, tmp_path):
+    send(app, "Remember the number 42.")
+    exported = conversation(app).to_json()
+    original = conversation(app).to_dict()
+    from orq_core.conversation import Conversation
+    restored = Conversation.from_json(exported.encode())
+    assert restored.to_dict() == original
+
+
+def test_key_in_environment_appears_nowhere(monkeypatch, tmp_path):
+    monkeypatch.setenv("ORQ_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("ORQ_BASE_URL", "http://127.0.0.1:9/v2/router")  # closed loopback port: never the internet
+    monkeypatch.setenv("ORQ_LOCAL_ROUTER_TIME_SCALE", "0")
+    monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "chat.db"))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert any("…cdef" in c.value for c in at.sidebar.caption)  # "configured (…last 4)"
+    by_label(at.radio, "Connection").set_value("Local router").run()
+    send(at, "Hello there")
+    expander_code = "\n".join(c.value for c in at.code)
+    assert "$ORQ_API_KEY" in expander_code
+    rendered = json.dumps([str(node) for node in at.main]) + json.dumps([str(n) for n in at.sidebar])
+    assert FAKE_KEY not in rendered
+    assert FAKE_KEY not in conversation(at).to_json()
+    assert FAKE_KEY not in expander_code
+    assert (tmp_path / "chat.db").exists()
+    assert FAKE_KEY.encode() not in (tmp_path / "chat.db").read_bytes()
+    password = by_label(at.text_input, "API key") if [t for t in at.text_input if t.label == "API key"] else None
+    assert password is None or password.value == ""
