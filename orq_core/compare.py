@@ -301,7 +301,7 @@ def stream_concurrently(client, jobs: list[tuple[int, dict, dict]], *, repeat: i
                 try:
                     for event in client.stream(payload, page="compare", headers=headers or None, cancel=stop):
                         events.put(ColumnEvent(column, event))
-                except OrqError as error:
+                except Exception as error:  # noqa: BLE001 - whatever breaks one column is shown in that column
                     events.put(ColumnEvent(column, error))
         finally:
             events.put(ColumnEvent(column, finished))

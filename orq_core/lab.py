@@ -340,7 +340,7 @@ def preflight(config: ExperimentConfig) -> Preflight:
                 worst += _worst_case(arm, totals, config, model)
         break_even[slug] = _break_even(costs["prompt-cache"], costs["no-cache"])
         warnings += _warnings(config, model, prefixes[0], max(totals))
-    return Preflight(prefixes[0], totals[0], tuple(estimates), break_even, worst, tuple(warnings))
+    return Preflight(prefixes[0], totals[0], tuple(estimates), break_even, worst, tuple(dict.fromkeys(warnings)))
 
 
 def _worst_case(arm: str, totals: list[int], config: ExperimentConfig, model: Model) -> Decimal:

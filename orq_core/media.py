@@ -19,6 +19,7 @@ from . import tokens
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 MAX_PDF_BYTES = 32 * 1024 * 1024
 MAX_PDF_PAGES = 100
+MAX_IMAGE_SIDE = 8000  # Anthropic rejects images larger than 8000 x 8000 px
 
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 PDF_MIME = "application/pdf"
@@ -132,14 +133,17 @@ def _open_image(data: bytes):
         raise MediaError(f"This file is not a readable image ({_short(exc)})") from None
 
 
-def image_info(data: bytes) -> ImageInfo:
-    """Size, type and frame count, after decoding the pixels (so a truncated file is caught)."""
+def image_info(data: bytes, *, decode: bool = True) -> ImageInfo:
+    """Size, type and frame count; with ``decode`` the pixels are decoded too, so a truncated
+    file is caught (without it only the header is read)."""
     from PIL import Image
 
     with _open_image(data) as img:
         mime = _PIL_MIMES.get(img.format or "", f"image/{(img.format or 'unknown').lower()}")
         width, height = img.size
         frames = getattr(img, "n_frames", 1)
+        if not decode:
+            return ImageInfo(mime=mime, width=width, height=height, bytes=len(data), frames=frames)
         if img.format == "JPEG":
             img.draft("RGB", (max(1, width // 8), max(1, height // 8)))  # decode small: enough to catch truncation
         try:
@@ -264,6 +268,14 @@ def check_image(data: bytes, declared_mime: str | None = None) -> ImageInfo:
         raise MediaError(f"The image is {megabytes(len(data))}; the limit is "
                          f"{MAX_IMAGE_BYTES // (1024 * 1024)} MB per image", status=413)
     return image_info(data)
+
+
+def check_image_side(info: ImageInfo) -> None:
+    """The API's pixel limit, kept apart from check_image: an image over it can still be
+    previewed and downscaled (the Vision page offers that fix)."""
+    if max(info.width, info.height) > MAX_IMAGE_SIDE:
+        raise MediaError(f"The image is {info.width}×{info.height} px; the limit is "
+                         f"{MAX_IMAGE_SIDE}×{MAX_IMAGE_SIDE} px")
 
 
 # --- PDFs --------------------------------------------------------------------------------------

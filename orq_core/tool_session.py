@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterable
 
 from .budget import estimate_input_tokens
 from .request import ChatParams, build_payload, system_message, user_message
-from .tools import (BUILTIN_TOOLS, ExecutedCall, LoopResult, ToolLoop, ToolStep, builtin_handlers,
-                    parse_tool_definitions, validate_arguments)
+from .tools import (BUILTIN_TOOLS, TEMPLATES, ExecutedCall, LoopResult, ToolLoop, ToolStep, builtin_handlers,
+                    json_syntax_message, parse_tool_definitions, validate_arguments)
 from .types import ToolCall
 from .usage import Usage
 
@@ -38,12 +38,14 @@ class GuardedClient:
     def __init__(self, client: Any, guard: Callable[[dict], Any] | None):
         self.client = client
         self.guard = guard
+        if hasattr(client, "stream"):  # the loop streams only when the client can
+            self.stream = self._stream
 
     def create(self, payload: dict, **kwargs: Any):
         self._check(payload)
         return self.client.create(payload, **kwargs)
 
-    def stream(self, payload: dict, **kwargs: Any):
+    def _stream(self, payload: dict, **kwargs: Any):
         self._check(payload)
         return self.client.stream(payload, **kwargs)
 
@@ -83,6 +85,23 @@ def combine_tools(builtin_names: Iterable[str], user_json: str) -> ToolSet:
     return ToolSet(builtins + kept, tuple(d["function"]["name"] for d in kept), problems)
 
 
+def add_template(editor_text: str, name: str) -> tuple[str, str | None]:
+    """The editor text with template ``name`` appended to its list, or the text unchanged and why."""
+    text = (editor_text or "").strip()
+    try:
+        current = json.loads(text) if text else []
+    except json.JSONDecodeError as exc:
+        return editor_text, f"Fix the JSON first ({json_syntax_message(exc)})"
+    items = current if isinstance(current, list) else [current]
+    if any(isinstance(t, dict) and (t.get("function") or t).get("name") == name for t in items):
+        return editor_text, f"{name} is already in your tools"
+    return json.dumps(items + [TEMPLATES[name]], indent=2, ensure_ascii=False), None
+
+
+def definitions_json(definitions: list[dict]) -> str:
+    return json.dumps(definitions, indent=2, ensure_ascii=False)
+
+
 def tool_prefix_tokens(definitions: list[dict]) -> int:
     """Input tokens of the tool definitions alone (the prefix "Cache the tool definitions" caches)."""
     return estimate_input_tokens({"tools": definitions, "messages": []}) if definitions else 0
@@ -93,6 +112,13 @@ def tool_choice_value(choice: str) -> str | dict:
     if choice in TOOL_CHOICE_WORDS:
         return choice
     return {"type": "function", "function": {"name": choice}}
+
+
+def choice_label(value: Any) -> str:
+    """A wire tool_choice as a person reads it: 'auto', 'required', 'get_weather'."""
+    if isinstance(value, dict):
+        return str((value.get("function") or {}).get("name") or value)
+    return str(value) if value is not None else "not sent"
 
 
 @dataclass
@@ -260,6 +286,10 @@ class ToolSession:
             self.status = STEP_LIMIT
         else:
             self._step()
+
+    def first_request(self) -> dict:
+        """The first request exactly as the loop sends it (tool cache marker included)."""
+        return self.loop.build_payload(self.settings.first_messages(self.prompt), 1)
 
     # --- export -------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Compare: one prompt to 2-4 models or providers at once, streamed side by side, with a decision table."""
 
 import time
+from contextlib import closing
 
 import streamlit as st
 
@@ -130,8 +131,14 @@ def column_settings(i: int, default_slug: str) -> CompareTarget:
             fault = FAULTS[st.selectbox("Simulate a fault", FAULT_NAMES, key=key("fault", i),
                                         help="Local router only: this column's requests fail on purpose "
                                              "(X-Emulator-Fault header), to show the others carry on.")]
+    shown = [f"max_tokens {int(max_tokens):,}"]
+    if thinking:
+        shown.append(f"thinking {thinking:,}")
+    elif set_temperature:
+        shown.append(f"temperature {temperature:g}")
     if fault:
-        st.caption(f":material/bug_report: simulating `{fault}`")
+        shown.append(f":material/bug_report: simulating `{fault}`")
+    st.caption(" · ".join(shown))
     return CompareTarget.with_fault(slug, fault, max_tokens=int(max_tokens), thinking_budget=thinking,
                                     temperature=temperature if set_temperature and not thinking else None)
 
@@ -211,19 +218,25 @@ def send(prompt: str) -> None:
     st.session_state["compare"] = chosen
     st.session_state.pop("cmp_draft", None)
     areas = []
-    for live in live_areas:
+    for live, target in zip(live_areas, chosen.targets):
         with live:
             st.chat_message("user").markdown(prompt)
             with st.chat_message("assistant"):
-                areas.append({"status": st.empty(), "reasoning": st.empty(), "text": st.empty(), "notes": st.empty()})
+                status = st.empty()
+                reasoning = (st.expander("Thinking…", icon=":material/psychology:").empty() if target.thinking_budget
+                             else st.empty())
+                areas.append({"status": status, "reasoning": reasoning, "text": st.empty(), "notes": st.empty()})
     progress = LiveProgress(len(chosen.columns), repeat)
     last_paint = [0.0] * len(chosen.columns)
-    for item in chosen.ask(ctx.client, prompt, repeat=repeat, prepared=prepared):
-        state = progress.apply(item)
-        now = time.monotonic()
-        if now - last_paint[item.column] >= REPAINT_EVERY_S or progress.status(item.column) == "done":
-            paint(areas[item.column], state, progress.status(item.column), final=progress.status(item.column) == "done")
-            last_paint[item.column] = now
+    # closing(): when the person interrupts (a click reruns the script), the streams still running are cancelled
+    with closing(chosen.ask(ctx.client, prompt, repeat=repeat, prepared=prepared)) as events:
+        for item in events:
+            state = progress.apply(item)
+            status = progress.status(item.column)
+            now = time.monotonic()
+            if now - last_paint[item.column] >= REPAINT_EVERY_S or status == "done":
+                paint(areas[item.column], state, status, final=status == "done")
+                last_paint[item.column] = now
     if chosen.id in {doc.id for doc in store.list_docs("comparison")}:
         chosen.save(store)  # a saved comparison stays up to date with its new turns
     st.rerun()
@@ -242,22 +255,22 @@ if prompt:
 
 # --- the decision table ------------------------------------------------------------------------
 
-SUMMARY_CONFIG = {
+SUMMARY_CONFIG = {  # the deciding figures first: the slugs are long and push the rest off screen
     "target": st.column_config.TextColumn("Target"),
     "best": st.column_config.TextColumn("Best", help="cheapest: lowest median cost; fastest: lowest median latency"),
-    "runs": st.column_config.NumberColumn("Runs", format="%d"),
-    "failed": st.column_config.NumberColumn("Failed", format="%d"),
-    "ttft_ms": st.column_config.NumberColumn("TTFT", format="%.0f ms", help="median time to first token"),
+    "cost_usd": st.column_config.NumberColumn("Cost (USD)", format="$%.6f", help="median cost per request"),
     "latency_ms": st.column_config.NumberColumn("Latency", format="%.0f ms", help="median total latency"),
     "latency_min_ms": st.column_config.NumberColumn("Latency min", format="%.0f ms"),
     "latency_max_ms": st.column_config.NumberColumn("Latency max", format="%.0f ms"),
+    "ttft_ms": st.column_config.NumberColumn("TTFT", format="%.0f ms", help="median time to first token"),
     "tokens_per_s": st.column_config.NumberColumn("Output tok/s", format="%.1f",
                                                   help="output tokens / (latency - TTFT)"),
     "input_tokens": st.column_config.NumberColumn("Input (uncached)", format="%d"),
     "cache_read_tokens": st.column_config.NumberColumn("Cache read", format="%d"),
     "cache_write_tokens": st.column_config.NumberColumn("Cache write", format="%d"),
     "output_tokens": st.column_config.NumberColumn("Output", format="%d"),
-    "cost_usd": st.column_config.NumberColumn("Cost (USD)", format="$%.6f", help="median cost per request"),
+    "runs": st.column_config.NumberColumn("Runs", format="%d"),
+    "failed": st.column_config.NumberColumn("Failed", format="%d"),
     "answered_by": st.column_config.TextColumn("Answered by"),
     "error": st.column_config.TextColumn("Error"),
 }

@@ -31,6 +31,22 @@ def fake_clock() -> FakeClock:
     return FakeClock()
 
 
+class WaitRecorder:
+    """Stands in for the router's asyncio.sleep: records each wait (seconds) and returns at once."""
+
+    def __init__(self):
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def wait_recorder() -> WaitRecorder:
+    """Pass as ``sleep=`` to router_factory to see the waits the latency model asks for."""
+    return WaitRecorder()
+
+
 @pytest.fixture
 def router_factory():
     """start(**settings) -> LocalRouter with time_scale=0 unless given; all stopped afterwards."""
@@ -46,7 +62,7 @@ def router_factory():
 
     yield start
     for router in started:
-        router.stop()
+        router.stop(wait=False)  # its daemon thread ends ~0.2 s later; no test waits for that
 
 
 @pytest.fixture

@@ -269,3 +269,16 @@ def test_cli_compare_text_output_marks_the_cheapest(local_env):
     assert cli_compare(args, print_fn=out.append) == 0
     assert len(out) == 2 and "cheapest" in out[1] and "cheapest" not in out[0]
     assert out[0].startswith(OPUS) and " ms " in out[0] and "$" in out[0]
+
+
+def test_an_unexpected_exception_stays_in_its_column():
+    class BuggyClient(FakeClient):
+        def stream(self, payload, **kwargs):
+            if payload["model"] == HAIKU:
+                raise KeyError("choices")
+            return super().stream(payload, **kwargs)
+
+    comparison = Comparison([CompareTarget(SONNET), CompareTarget(HAIKU)])
+    run(comparison, BuggyClient())
+    assert comparison.columns[0].samples[0].ok
+    assert comparison.columns[1].samples[0].error == "Unexpected error: KeyError: 'choices'"

@@ -43,14 +43,6 @@ def stream_lines(router, payload: dict, fault: str | None = None) -> tuple[list[
     return lines, None
 
 
-class WaitRecorder:
-    def __init__(self):
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-
-
 # --- grammar ------------------------------------------------------------------------------------
 
 def test_grammar_reads_every_documented_form():
@@ -144,11 +136,10 @@ def test_error_midstream_sends_an_error_line_then_ends(local_router):
     assert last["error"]["type"] == "overloaded_error" and last["error"]["code"] == 529
 
 
-def test_slow_first_byte_waits_its_own_scale_not_time_scale(router_factory):
-    recorder = WaitRecorder()
-    router = router_factory(time_scale=0, fault_time_scale=0.5, sleep=recorder)
+def test_slow_first_byte_waits_its_own_scale_not_time_scale(router_factory, wait_recorder):
+    router = router_factory(time_scale=0, fault_time_scale=0.5, sleep=wait_recorder)
     assert post(router, chat(), fault="slow_first_byte:3").status_code == 200
-    assert recorder.waits == [1.5]
+    assert wait_recorder.waits == [1.5]
 
 
 def test_slow_first_byte_trips_a_client_read_timeout(router_factory):
@@ -197,12 +188,11 @@ def test_a_streamed_fallback_names_the_answering_model_in_every_chunk(local_rout
     assert {json.loads(line)["model"] for line in lines[:-1]} == {AWS_SONNET}
 
 
-def test_orq_retry_absorbs_the_injected_faults(router_factory):
-    recorder = WaitRecorder()
-    router = router_factory(time_scale=1, faults=["429x2"], sleep=recorder)
+def test_orq_retry_absorbs_the_injected_faults(router_factory, wait_recorder):
+    router = router_factory(time_scale=1, faults=["429x2"], sleep=wait_recorder)
     response = post(router, chat(orq={"retry": {"count": 3, "on_codes": [429]}}))
     assert response.status_code == 200
-    assert recorder.waits[:2] == [1.0, 2.0]  # Orq's backoff: 1 s, then 2 s
+    assert wait_recorder.waits[:2] == [1.0, 2.0]  # Orq's backoff: 1 s, then 2 s
 
 
 def test_orq_retry_gives_up_after_count_and_leaves_the_rest_queued(router_factory):
@@ -246,11 +236,10 @@ def test_response_cache_entries_expire_and_belong_to_one_key(router_factory, fak
     assert post(router, payload).headers["x-orq-cache"] == "miss"
 
 
-def test_a_response_cache_hit_skips_faults_and_waiting(router_factory):
-    recorder = WaitRecorder()
-    router = router_factory(time_scale=1, sleep=recorder)
+def test_a_response_cache_hit_skips_faults_and_waiting(router_factory, wait_recorder):
+    router = router_factory(time_scale=1, sleep=wait_recorder)
     payload = chat(orq={"cache": {"type": "exact_match"}})
     post(router, payload)
-    waits_before = len(recorder.waits)
+    waits_before = len(wait_recorder.waits)
     assert post(router, payload, fault="529").status_code == 200
-    assert len(recorder.waits) == waits_before
+    assert len(wait_recorder.waits) == waits_before

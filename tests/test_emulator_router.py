@@ -10,12 +10,13 @@ import httpx
 import openai
 import pytest
 
+from orq_core import media
 from orq_core.catalog import catalog
 from orq_core.emulator import LOCAL_API_KEY, get_local_router
 from orq_core.emulator.app import delta_plan, shape_answer, split_for_stream
 from orq_core.emulator.prompt import MESSAGE_OVERHEAD_TOKENS, count_prompt_tokens
 from orq_core.request import text_part
-from orq_core.tokens import image_tokens, text_tokens
+from orq_core.tokens import image_tokens, pdf_page_tokens, text_tokens
 
 SONNET = "anthropic/claude-sonnet-4-5-20250929"
 LONG = "word " * 1200
@@ -325,3 +326,34 @@ def test_a_streamed_thinking_answer_adds_up(local_router):
 def test_without_include_usage_there_is_no_usage_chunk(local_router):
     chunks = stream_chunks(local_router, chat(stream=True))
     assert all(c["choices"] for c in chunks) and "usage" not in chunks[-1]
+
+
+def test_redacted_reasoning_streams_after_the_signature_and_is_a_string_in_json(local_router):
+    from orq_core.emulator.content import MAGIC_REDACTED_TRIGGER
+
+    payload = chat(max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 1024},
+                   messages=[{"role": "user", "content": f"Think about this. {MAGIC_REDACTED_TRIGGER}"}])
+    message = post(local_router, payload).json()["choices"][0]["message"]
+    assert isinstance(message["redacted_reasoning"], str) and message["redacted_reasoning"]
+    chunks = stream_chunks(local_router, {**payload, "stream": True})
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"] and c["choices"][0]["delta"]]
+    keys = [next(k for k in d if k != "role") for d in deltas]
+    assert keys.index("redacted_reasoning") == keys.index("reasoning_signature") + 1
+    assert deltas[keys.index("redacted_reasoning")]["redacted_reasoning"] == message["redacted_reasoning"]
+
+
+def test_an_inline_pdf_is_counted_page_by_page(local_router):
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    for text in ("First page about rivers.", "Second page about deltas."):
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=12)
+        pdf.cell(text=text)
+    part = {"type": "file", "file": {"file_data": data_url(bytes(pdf.output()), "application/pdf"),
+                                     "filename": "rivers.pdf"}}
+    payload = chat(messages=[{"role": "user", "content": [part, text_part("Summarise.")]}])
+    pages = media.pdf_info(bytes(pdf.output())).page_texts
+    expected = sum(pdf_page_tokens(t) for t in pages) + MESSAGE_OVERHEAD_TOKENS + text_tokens("Summarise.")
+    assert post(local_router, payload).json()["usage"]["prompt_tokens"] == expected
+    assert len(pages) == 2 and "rivers" in pages[0]

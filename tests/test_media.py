@@ -130,6 +130,13 @@ def test_check_image_over_5_mb_is_413_with_size():
     assert "6.0 MB" in error.value.message and "5 MB" in error.value.message
 
 
+def test_image_side_limit_is_a_separate_check():
+    info = media.check_image(image_bytes("PNG", size=(8001, 10)))  # still readable, so it can be downscaled
+    with pytest.raises(media.MediaError, match="The image is 8001×10 px; the limit is 8000×8000 px"):
+        media.check_image_side(info)
+    media.check_image_side(media.check_image(image_bytes("PNG", size=(8000, 10))))
+
+
 def test_downscale_3000x2000_to_what_claude_sees():
     # long edge 1568 gives 1568x1045 = 1.64 MP > 1.15 MP, so the area cap rules:
     # scale = sqrt(1_150_000 / 6_000_000) = 0.43780 -> 1313.4 x 875.6 -> 1313 x 875

@@ -143,3 +143,26 @@ def test_save_then_open_from_the_sidebar(app, tmp_path):
     app.sidebar.selectbox(key="cmp_open").set_value(saved_id).run()
     assert not app.exception, app.exception
     assert comparison(app).id == saved_id and comparison(app).turns == 1
+
+
+def test_thinking_in_one_column_streams_and_replays_its_signature(app):
+    app.number_input(key="cmp_max_tokens_0").set_value(4096).run()
+    app.number_input(key="cmp_thinking_0").set_value(2048).run()
+    send(app, "Think about why the sea is salty.")
+    send(app, "And why is it blue?")
+    thinking, plain, _ = comparison(app).columns
+    for exchange in thinking.exchanges:
+        assert exchange.answer.ok, exchange.answer.error
+        assert exchange.answer.completion.reasoning and exchange.answer.completion.reasoning_signature
+    assert plain.exchanges[1].answer.ok and not plain.exchanges[1].answer.completion.reasoning
+    assert thinking.messages[1]["content"][0]["type"] == "reasoning"
+    assert not app.error
+
+
+def test_an_invalid_column_shows_why_and_the_others_answer(app):
+    app.number_input(key="cmp_thinking_1").set_value(512).run()  # below the 1,024 minimum
+    send(app, "Hello.")
+    first, invalid, third = comparison(app).columns
+    assert first.samples[0].ok and third.samples[0].ok
+    assert invalid.samples[0].completion is None and "1024" in invalid.samples[0].error.replace(",", "")
+    assert [e.value for e in app.error] == [invalid.samples[0].error]

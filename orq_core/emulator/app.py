@@ -21,6 +21,9 @@ Choices where the sources are silent:
   truncates in generation order (reasoning, text, tool calls; calls that do not fit are
   dropped) with finish_reason "length"; a stop sequence cuts the text before it ("stop").
 - ``redacted_reasoning`` in a JSON message is a string when there is one, a list when several.
+- Streaming: about ``chunk_tokens`` tokens a chunk; the first chunk comes after the modelled
+  TTFT, each later one after its own tokens at the model's output rate. Chunks due at the same
+  moment go out in one write (with time_scale 0, the whole stream in one).
 """
 
 from __future__ import annotations
@@ -139,6 +142,8 @@ class SSEResponse(StreamingResponse):
         async for chunk in self.body_iterator:
             if chunk is CUT_CONNECTION:
                 return
+            if not chunk:
+                continue
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -456,7 +461,7 @@ class Router:
         if cache_key is not None and not transport:
             self.response_cache.put(cache_key, result, ex.options.cache_ttl)
         slow = transport.get(SLOW_FIRST_BYTE)
-        if slow is not None:
+        if slow is not None and slow.seconds * self.settings.fault_time_scale > 0:
             await self.settings.sleep(slow.seconds * self.settings.fault_time_scale)
         if not ex.stream:
             broken = transport.get(CUT) or transport.get(ERROR_MIDSTREAM)
@@ -509,7 +514,8 @@ class Router:
                 return
             delay = 0.0
             if paced:
-                delay = result.ttft_ms / 1000 if n == 0 else output_ms(rate_model, plan[n][1] if n < len(plan) else 0) / 1000
+                tokens = plan[n][1] if n < len(plan) else 0
+                delay = (result.ttft_ms if n == 0 else output_ms(rate_model, tokens)) / 1000
             if delay * self.settings.time_scale > 0:
                 if pending:
                     yield b"".join(pending)

@@ -16,7 +16,7 @@ import json
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Iterator
 
 from .. import media
 from ..tokens import image_tokens, text_tokens
@@ -37,6 +37,8 @@ until up very was wasn't we were weren't what what's whats when where which whil
 will with won't would wouldn't you you'd you'll you're you've your yours yourself yourselves give
 explain describe write show like know want need get make use using really thing things something
 kind way much many well also okay hi hello hey thanks thank could would might must shall
+summarise summarize summary list compare read look see find tell say help answer question image
+picture photo file document pdf attached attachment
 """.split())
 
 # Words that say little about which tool fits ("get_weather": only "weather" counts).
@@ -201,7 +203,7 @@ def inspect_media_parts(payload: dict) -> None:
         try:
             mime, data = media.parse_data_url(url)
             if kind == "image":
-                media.check_image(data, declared_mime=mime)
+                media.check_image_side(media.check_image(data, declared_mime=mime))
             elif not (mime.startswith("text/") and media.sniff(data) is None):
                 pdf_pages += media.check_pdf(data, text_pages=0).pages
         except media.MediaError as error:
@@ -463,7 +465,7 @@ def describe_pdf(data: bytes, filename: str | None, question: str) -> str:
     page_asked = int(asked.group(1)) if asked else None
     info = media.pdf_info(data, text_pages=max(2, page_asked or 0))
     name = f" \"{filename}\"" if filename else ""
-    title = f", titled \"{info.title}\"" if info.title else ""
+    title = f", titled \"{info.title}\"," if info.title else ""
     pages = f"{info.pages} page{'s' if info.pages != 1 else ''}"
     sentences = [f"The PDF{name}{title} has {pages} ({_size(info.bytes)})."]
     if page_asked and 1 <= page_asked <= info.pages:

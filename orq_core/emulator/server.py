@@ -77,11 +77,12 @@ class LocalRouter:
     def running(self) -> bool:
         return self._thread.is_alive()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, *, wait: bool = True) -> None:
+        """Ask uvicorn to shut down (it notices within ~0.1 s) and, with ``wait``, join its thread."""
         self._server.should_exit = True
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
+        if wait and self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
-        self._socket.close()
+            self._socket.close()
 
     def __enter__(self) -> "LocalRouter":
         return self
