@@ -461,18 +461,21 @@ def latency_points(comparison: Comparison) -> list[dict]:
 
 
 def latency_figure(points: list[dict]):
-    """Total latency per target: a box with every run as a point (plotly, imported lazily)."""
+    """Total latency per target: horizontal boxes (the slugs are long) with every run as a point
+    (plotly, imported lazily)."""
     import plotly.graph_objects as go
 
     figure = go.Figure()
-    for label in dict.fromkeys(p["target"] for p in points):
+    labels = list(dict.fromkeys(p["target"] for p in points))
+    for label in labels:
         mine = [p for p in points if p["target"] == label]
-        figure.add_trace(go.Box(y=[p["latency_ms"] for p in mine], name=label, boxpoints="all", jitter=0.3,
-                                pointpos=0, customdata=[[p["run"], p["ttft_ms"]] for p in mine],
-                                hovertemplate="run %{customdata[0]}: %{y:,.0f} ms "
+        figure.add_trace(go.Box(x=[p["latency_ms"] for p in mine], name=label, orientation="h", boxpoints="all",
+                                jitter=0.3, pointpos=0, customdata=[[p["run"], p["ttft_ms"]] for p in mine],
+                                hovertemplate="run %{customdata[0]}: %{x:,.0f} ms "
                                               "(TTFT %{customdata[1]:,.0f} ms)<extra></extra>"))
-    figure.update_layout(yaxis_title="total latency (ms)", showlegend=False, height=320,
-                         margin=dict(l=10, r=10, t=30, b=10), title="Latency per target")
+    figure.update_layout(xaxis_title="total latency (ms)", showlegend=False, height=110 + 55 * len(labels),
+                         margin=dict(l=10, r=10, t=40, b=10), title="Latency per target, every run",
+                         yaxis=dict(autorange="reversed"))
     return figure
 
 

@@ -65,6 +65,11 @@ def _extension(name: str) -> str:
     return name[dot:].lower() if dot > 0 else ""
 
 
+def file_size(n: int) -> str:
+    """'5.2 KB', '1.3 MB' (as the local router writes sizes)."""
+    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else media.megabytes(n)
+
+
 # --------------------------------------------------------------------------------------------
 # One image or PDF
 # --------------------------------------------------------------------------------------------
@@ -119,8 +124,7 @@ class MediaItem:
         if self.by_address:
             what = "PDF by address" if self.kind == PDF else "image by address"
             return f"{what} · size unknown until the router fetches it · ≈ {self.tokens:,} tokens (assumed)"
-        parts = [media.kind_name(self.mime), media.megabytes(self.size) if self.size >= 100_000
-                 else f"{self.size / 1024:.1f} KB"]
+        parts = [media.kind_name(self.mime), file_size(self.size)]
         if self.kind == IMAGE and self.width:
             parts.append(f"{self.width} × {self.height} px" + (f" ({self.frames} frames)" if self.frames > 1 else ""))
         if self.kind == PDF and self.pages:

@@ -13,7 +13,7 @@ import streamlit as st
 
 from orq_core import vision
 from orq_core.cost import format_usd
-from orq_core.errors import OrqError, describe
+from orq_core.errors import OrqError
 from orq_core.media import MAX_IMAGE_BYTES, MAX_PDF_BYTES, MAX_PDF_PAGES, megabytes
 from orq_core.request import cache_write_ttl
 from playground_ui.render import code_view, local_banner, show_error, usage_line
@@ -104,9 +104,9 @@ def offer_downscale(item: vision.MediaItem) -> None:
     st.info(f"Claude reads images at most {vision.RECOMMENDED_LONG_EDGE:,} px on the long edge (and about "
             f"1.15 megapixels): at full size this image would be {offer.full_size_tokens:,} tokens "
             f"(width × height / 750); at {offer.new_width} × {offer.new_height} it is {offer.tokens_after:,} "
-            f"(−{offer.token_saving:,}). Claude resizes it that far itself, so downscaling here saves the "
-            f"upload ({megabytes(offer.bytes_before)} → {megabytes(offer.bytes_after)}) and the router's resize "
-            "time, not billed tokens.", icon=":material/photo_size_select_large:")
+            f"(−{offer.token_saving:,}). Claude resizes it that far itself, so downscaling here saves the upload "
+            f"({vision.file_size(offer.bytes_before)} → {vision.file_size(offer.bytes_after)}) and the router's "
+            "resize time, not billed tokens.", icon=":material/photo_size_select_large:")
     st.button(f"Downscale to {offer.new_width} × {offer.new_height}", key=f"downscale_{item.id}",
               icon=":material/compress:", on_click=downscale, args=(item.id,))
 
@@ -131,10 +131,11 @@ def render_item(item: vision.MediaItem) -> None:
             st.caption(item.facts())
             if item.original:
                 w, h, size = item.original
-                st.caption(f"Downscaled from {w} × {h} px ({megabytes(size)}).")
+                st.caption(f"Downscaled from {w} × {h} px ({vision.file_size(size)}).")
             if item.kind == vision.PDF and item.pages:
                 st.caption(f"Title: {item.title or '(none)'} · first lines:")
-                st.text("\n".join(item.first_lines) or "(no text on the first pages: scanned?)")
+                lines = [line if len(line) <= 160 else line[:159] + "…" for line in item.first_lines[:4]]
+                st.text("\n".join(lines) or "(no text on the first pages: scanned?)")
             if item.problem:
                 st.error(item.problem, icon=":material/block:")
                 if item.fix == "as_detected":

@@ -186,7 +186,8 @@ def test_pdf_url_mismatch_and_bad_scheme():
     item = vision.inspect_url("https://example.com/paper.pdf", "image")
     assert "ends in .pdf but was added as an image" in item.problem
     vision.accept_detected_type(item)
-    assert item.ok and item.kind == "pdf" and item.part() == {"type": "file", "file": {"uri": "https://example.com/paper.pdf"}}
+    assert item.ok and item.kind == "pdf"
+    assert item.part() == {"type": "file", "file": {"uri": "https://example.com/paper.pdf"}}
     assert "must start with http" in vision.inspect_url("ftp://example.com/a.png", "image").problem
 
 

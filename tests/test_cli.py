@@ -1,0 +1,76 @@
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+from orq_core.__main__ import main
+from orq_core.cost import cost_of
+from orq_core.usage import Usage
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args, env_extra=None, monkeypatch=None):
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "ORQ_API_KEY"}
+    env.update({"ORQ_LOCAL_ROUTER_TIME_SCALE": "0", **(env_extra or {})})
+    return subprocess.run([sys.executable, "-m", "orq_core", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_import_does_not_load_streamlit_pandas_or_plotly():
+    code = ("import sys, orq_core, orq_core.client, orq_core.request, orq_core.lab, orq_core.compare;"
+            "print(sorted(m for m in ('streamlit', 'pandas', 'plotly') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_models_json_lists_catalog_with_prices(capsys):
+    assert main(["models", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    sonnet = next(m for m in data["models"] if m["id"] == "claude-sonnet-4-5-20250929")
+    assert sonnet["prices_usd_per_mtok"] == {"input": 3.0, "output": 15.0, "cache_write_5m": 3.75,
+                                             "cache_write_1h": 6.0, "cache_read": 0.3}
+    assert "aws/anthropic/claude-sonnet-4-5-20250929" in sonnet["slugs"]
+    assert data["prices_read_on"]
+
+
+def test_chat_json_on_local_router_has_documented_keys(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("ORQ_API_KEY", raising=False)
+    monkeypatch.setenv("ORQ_LOCAL_ROUTER_TIME_SCALE", "0")
+    system = "You answer questions about a long manual. " * 200
+    args = ["chat", "--model", "anthropic/claude-sonnet-4-5-20250929", "--prompt", "How do I reset it?",
+            "--system", system, "--cache-system", "--stream", "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert set(first) == {"text", "reasoning", "tool_calls", "finish_reason", "model", "usage", "cost_usd",
+                          "ttft_ms", "latency_ms", "raw_usage"}
+    assert set(first["usage"]) == {"input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+                                   "reasoning_tokens"}
+    assert first["usage"]["cache_write_tokens"] > 1024 and first["usage"]["cache_read_tokens"] == 0
+    assert main(args) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["usage"]["cache_read_tokens"] == first["usage"]["cache_write_tokens"]
+    usage = Usage(**second["usage"])
+    assert Decimal(str(second["cost_usd"]["total"])) == cost_of(usage, second["model"]).total
+    assert second["raw_usage"]["prompt_tokens_details"]["cached_tokens"] == usage.cache_read_tokens
+
+
+def test_chat_thinking_json_reports_reasoning(monkeypatch, capsys):
+    monkeypatch.delenv("ORQ_API_KEY", raising=False)
+    monkeypatch.setenv("ORQ_LOCAL_ROUTER_TIME_SCALE", "0")
+    assert main(["chat", "--prompt", "Plan a picnic", "--max-tokens", "4000", "--thinking-budget", "2000",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["reasoning"] and out["usage"]["reasoning_tokens"] > 0
+
+
+def test_cli_errors_are_one_line_and_non_zero():
+    bad_budget = run_cli("chat", "--prompt", "hi", "--max-tokens", "1000", "--thinking-budget", "1000")
+    assert bad_budget.returncode == 2
+    assert "budget_tokens" in bad_budget.stderr and "Traceback" not in bad_budget.stderr
+    assert len(bad_budget.stderr.strip().splitlines()) == 1
+    unknown = run_cli("chat", "--model", "anthropic/claude-nope", "--prompt", "hi")
+    assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
+    assert "404" in unknown.stderr or "Unknown model" in unknown.stderr
