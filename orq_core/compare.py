@@ -219,10 +219,9 @@ class Comparison:
     # --- export / storage ----------------------------------------------------------------------
 
     def to_dict(self) -> dict:
-        from .conversation import _completion_to_dict
 
         def sample(s: Sample) -> dict:
-            return {"completion": _completion_to_dict(s.completion) if s.completion else None,
+            return {"completion": s.completion.to_dict() if s.completion else None,
                     "error": s.error, "write_ttl": s.write_ttl, "cost_usd": s.cost_usd}
 
         return {
@@ -242,7 +241,6 @@ class Comparison:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Comparison":
-        from .conversation import _completion_from_dict
 
         targets = [CompareTarget(**{**c["target"], "headers": tuple(tuple(h) for h in c["target"]["headers"])})
                    for c in data["columns"]]
@@ -252,7 +250,7 @@ class Comparison:
         for column, saved in zip(comparison.columns, data["columns"]):
             column.messages = list(saved.get("messages") or [])
             column.exchanges = [Exchange(e["user"], [
-                Sample(_completion_from_dict(s["completion"]) if s.get("completion") else None,
+                Sample(Completion.from_dict(s["completion"]) if s.get("completion") else None,
                        s.get("error"), s.get("write_ttl", "5m")) for s in e["samples"]])
                 for e in saved.get("exchanges") or []]
             column.samples = list(column.exchanges[-1].samples) if column.exchanges else []

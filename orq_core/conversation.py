@@ -12,7 +12,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 
 from .request import ChatParams, build_payload, system_message, user_message
-from .types import Completion, ToolCall
+from .types import Completion
 from .usage import Usage
 
 EXPORT_FORMAT = "orq-playground.conversation/1"
@@ -52,28 +52,6 @@ class Turn:
     """The cache TTL the request that produced this answer used (prices its writes)."""
     stopped: bool = False
     """An answer cut short (stopped by the person or by a broken stream)."""
-
-
-def _completion_to_dict(c: Completion) -> dict:
-    data = asdict(c)
-    data["usage"] = {**c.usage.to_dict(), "raw": c.usage.raw}
-    return data
-
-
-def _completion_from_dict(d: dict) -> Completion:
-    usage = dict(d.get("usage") or {})
-    raw = usage.pop("raw", None)
-    return Completion(
-        text=str(d.get("text", "")), reasoning=str(d.get("reasoning", "")),
-        reasoning_signature=d.get("reasoning_signature"),
-        redacted_reasoning=tuple(d.get("redacted_reasoning") or ()),
-        tool_calls=tuple(ToolCall(**c) for c in d.get("tool_calls") or ()),
-        finish_reason=d.get("finish_reason"), model=str(d.get("model", "")), id=str(d.get("id", "")),
-        usage=Usage(**{k: int(v) for k, v in usage.items()}, raw=raw),
-        ttft_ms=d.get("ttft_ms"), latency_ms=d.get("latency_ms"), request_id=d.get("request_id"),
-        partial=bool(d.get("partial")), error=d.get("error"),
-        response_cache_hit=bool(d.get("response_cache_hit")),
-    )
 
 
 @dataclass
@@ -146,7 +124,7 @@ class Conversation:
             "settings": {**asdict(self.settings), "stop": list(self.settings.stop)},
             "turns": [{"role": t.role, "text": t.text, "reasoning": t.reasoning, "write_ttl": t.write_ttl,
                        "stopped": t.stopped,
-                       "completion": _completion_to_dict(t.completion) if t.completion else None}
+                       "completion": t.completion.to_dict() if t.completion else None}
                       for t in self.turns],
         }
 
@@ -158,7 +136,7 @@ class Conversation:
         settings = dict(data["settings"])
         settings["stop"] = tuple(settings.get("stop") or ())
         turns = [Turn(role=t["role"], text=t["text"], reasoning=t.get("reasoning", ""),
-                      completion=_completion_from_dict(t["completion"]) if t.get("completion") else None,
+                      completion=Completion.from_dict(t["completion"]) if t.get("completion") else None,
                       write_ttl=t.get("write_ttl", "5m"), stopped=bool(t.get("stopped")))
                  for t in data.get("turns", [])]
         return cls(ChatSettings(**settings), turns, id=str(data.get("id") or uuid.uuid4().hex[:12]),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
 from .usage import Usage
@@ -46,6 +46,27 @@ class Completion:
     error: str | None = None
     response_cache_hit: bool = False
     """True when Orq's exact-match response cache served it (header or body flag)."""
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["usage"] = {**self.usage.to_dict(), "raw": self.usage.raw}
+        return data
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Completion":
+        usage = dict(d.get("usage") or {})
+        raw = usage.pop("raw", None)
+        return cls(
+            text=str(d.get("text", "")), reasoning=str(d.get("reasoning", "")),
+            reasoning_signature=d.get("reasoning_signature"),
+            redacted_reasoning=tuple(d.get("redacted_reasoning") or ()),
+            tool_calls=tuple(ToolCall(**c) for c in d.get("tool_calls") or ()),
+            finish_reason=d.get("finish_reason"), model=str(d.get("model", "")), id=str(d.get("id", "")),
+            usage=Usage(**{k: int(v) for k, v in usage.items()}, raw=raw),
+            ttft_ms=d.get("ttft_ms"), latency_ms=d.get("latency_ms"), request_id=d.get("request_id"),
+            partial=bool(d.get("partial")), error=d.get("error"),
+            response_cache_hit=bool(d.get("response_cache_hit")),
+        )
 
     def assistant_message(self) -> dict:
         """The wire message that replays this answer in the next turn (signature untouched)."""

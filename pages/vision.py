@@ -114,7 +114,7 @@ def offer_downscale(item: vision.MediaItem) -> None:
 def preview(item: vision.MediaItem) -> None:
     if item.kind == vision.IMAGE and item.data is not None and item.width:
         st.image(item.data, width=160)
-    elif item.kind == vision.IMAGE and item.url:
+    elif item.kind == vision.IMAGE and item.by_address and item.ok:  # a checked http(s) address, never a path
         st.image(item.url, width=160)
     else:
         st.markdown(":material/picture_as_pdf:" if item.kind == vision.PDF else ":material/help:")
@@ -221,24 +221,29 @@ for item in list(session.items):
 
 render_turns()
 
-settings = st.columns(3)
+settings = st.columns(4)
 session.cache_document = settings[0].toggle(
-    "Cache this document", value=session.cache_document, key="vision_cache",
+    "Cache this document", value=session.cache_document,
     help="Puts cache_control on the last file, so follow-up questions read the files from the prompt cache "
          "(0.1× the input price) instead of paying for them again; the first question pays 1.25× to write them. "
          f"{model.label} caches prompts of at least {model.min_cacheable:,} tokens; shorter ones are silently "
          "not cached.")
-session.max_tokens = int(settings[1].number_input("max_tokens", min_value=1, max_value=model.max_output,
-                                                  value=min(session.max_tokens, model.max_output), step=256,
-                                                  key="vision_max_tokens"))
-settings[2].caption(f"Model: {ctx.target.label} · images: {'yes' if model.vision else 'no'} · "
+session.cache_ttl = settings[1].segmented_control(
+    "Cache TTL", ["5m", "1h"], default=session.cache_ttl, disabled=not session.cache_document,
+    help="5 minutes (refreshed at each read; writes cost 1.25× input) or 1 hour (writes cost 2×).") or "5m"
+session.max_tokens = int(settings[2].number_input("max_tokens", min_value=1, max_value=model.max_output,
+                                                  value=min(session.max_tokens, model.max_output), step=256))
+settings[3].caption(f"Model: {ctx.target.label} · images: {'yes' if model.vision else 'no'} · "
                     f"PDFs: {'yes' if model.pdf else 'no'}")
 
 for note in session.warnings(model):
     st.warning(note, icon=":material/info:")
 problems = session.problems(model)
-for problem in problems:
-    st.warning(problem, icon=":material/block:")
+if session.items:
+    for problem in problems:
+        st.warning(problem, icon=":material/block:")
+else:
+    st.caption("Add an image or a PDF above to ask about it.")
 
 if state.pop("_vision_clear_question", False):
     state["vision_question"] = ""

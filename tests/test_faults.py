@@ -226,7 +226,16 @@ def test_a_closed_port_is_a_connection_failure_with_a_sentence(client_for, store
     assert [(r.status, r.error) for r in store.runs()] == [("error", sentence)]
 
 
-def test_the_app_with_a_dead_router_explains_and_stays_usable(monkeypatch, tmp_path):
+PAGES_DIR_BUG = ("app.py's pages live in a folder named `pages/`, which Streamlit also reads as an old-style (v1) "
+                 "multipage folder until st.navigation has run once in the process: AppTest resets that flag on "
+                 "every run, so from the second run on it runs pages/chat.py directly and app.py (the sidebar, "
+                 "page_context) never runs again; a sidebar change after the first run has no effect. The real "
+                 "server shows the same on a deep link opened first after start (see test_e2e_browser). "
+                 "Fix: rename the folder (e.g. app_pages/).")
+
+
+@pytest.fixture
+def dead_router_app(monkeypatch, tmp_path):
     port = closed_port()
     monkeypatch.setenv("ORQ_API_KEY", "sk-orq-dead-router-test-0000")
     monkeypatch.setenv("ORQ_BASE_URL", f"http://127.0.0.1:{port}/v2/router")
@@ -235,22 +244,30 @@ def test_the_app_with_a_dead_router_explains_and_stays_usable(monkeypatch, tmp_p
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     assert not at.exception
+    return at, port
+
+
+def test_the_app_with_a_dead_router_explains_and_keeps_the_message(dead_router_app):
+    at, port = dead_router_app
     sidebar_errors = " ".join(e.value for e in at.sidebar.error)
     assert f"Orq AI Router: Could not reach the router: could not connect to http://127.0.0.1:{port}" in sidebar_errors
-    send(at, "Hello, anyone?")
+    send(at, "Hello, anyone?")  # the client retries with its real backoff: about 2 s
     turns = at.session_state["conversation"].turns
     assert [t.role for t in turns] == ["user", "error"]
-    assert turns[1].text.startswith("Could not reach the router")
-    assert any("Could not reach the router" in e.value for e in at.main.error)
-    # AppTest drops the shared sidebar from its tree once a page sets query params (a real browser
-    # keeps it: see test_e2e_browser), so the radio is set through its key.
-    at.session_state["connection_kind"] = "Local router"
-    at.run()
+    assert turns[0].text == "Hello, anyone?"
+    assert turns[1].text.startswith("Could not reach the router: could not connect to")
+    assert any(e.value == turns[1].text for e in at.main.error)
+    assert any(m.value == "Hello, anyone?" for m in at.main.markdown)
+
+
+@pytest.mark.xfail(strict=True, reason=PAGES_DIR_BUG)
+def test_after_a_dead_router_switching_to_the_local_router_answers(dead_router_app):
+    at, _ = dead_router_app
+    at.radio(key="connection_kind").set_value("Local router").run()  # before any send: no retry waits
     send(at, "And now?")
     turns = at.session_state["conversation"].turns
-    assert [t.role for t in turns] == ["user", "error", "user", "assistant"], [t.text for t in turns]
-    assert turns[3].completion.finish_reason == "stop"
-    assert not at.exception
+    assert [t.role for t in turns] == ["user", "assistant"], [t.text for t in turns]
+    assert turns[1].completion.finish_reason == "stop"
 
 
 # --- a slow first byte ---------------------------------------------------------------------------

@@ -121,3 +121,14 @@ def test_key_in_environment_appears_nowhere(monkeypatch, tmp_path):
     assert FAKE_KEY.encode() not in (tmp_path / "chat.db").read_bytes()
     password = by_label(at.text_input, "API key") if [t for t in at.text_input if t.label == "API key"] else None
     assert password is None or password.value == ""
+
+
+def test_spend_guard_refuses_before_sending_and_keeps_the_message(app):
+    by_label(app.sidebar.number_input, "Spend guard (USD, 0 = off)").set_value(0.001).run()
+    by_label(app.number_input, "max_tokens").set_value(8000).run()  # 8,000 x $15/MTok = $0.12 > $0.001
+    send(app, "An expensive question")
+    assert conversation(app).turns == []
+    errors = " ".join(e.value for e in app.error)
+    assert "Not sent: this request could cost up to $0.12" in errors
+    assert "An expensive question" in " ".join(c.value for c in app.code)
+    assert app.session_state["_spend"].requests == 0

@@ -298,3 +298,15 @@ def test_estimate_matches_router_count_for_pdf_follow_ups():
     session.record("Summarise it.", answered("A fox, a dog."), "5m")
     estimate = session.estimate(SONNET, "Which animal jumps?")
     assert estimate.input_tokens == count_prompt_tokens(session.payload(SLUG, "Which animal jumps?"))
+
+
+def test_one_hour_cache_prices_writes_at_twice_input():
+    from orq_core.request import cache_write_ttl
+
+    session = vision.DocumentSession(cache_document=True, cache_ttl="1h")
+    session.add_file("square.png", png(1000, 1000))
+    estimate = session.estimate(SONNET, "Hi")
+    assert estimate.input_cost.cache_write == Decimal(1337) * Decimal("6.00") / Decimal(1_000_000)
+    payload = session.payload(SLUG, "Hi")
+    assert payload["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert cache_write_ttl(payload) == "1h"

@@ -1,0 +1,147 @@
+"""The Caching Lab page driven through the real entry point against the local router."""
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+import streamlit.testing.v1.app_test as app_test_module
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+from orq_core.cost import format_usd
+from orq_core.lab import ExperimentResult
+from orq_core.store import Store
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+SONNET = "anthropic/claude-sonnet-4-5-20250929"
+
+
+class RecordingMediaStorage(MemoryMediaFileStorage):
+    """AppTest keeps download data in a media store it throws away after each run; keep it."""
+
+    last: "RecordingMediaStorage | None" = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        RecordingMediaStorage.last = self
+
+
+@pytest.fixture
+def app(monkeypatch, tmp_path):
+    monkeypatch.delenv("ORQ_API_KEY", raising=False)
+    monkeypatch.setenv("ORQ_LOCAL_ROUTER_TIME_SCALE", "0")
+    monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "lab.db"))
+    monkeypatch.setattr(app_test_module, "MemoryMediaFileStorage", RecordingMediaStorage)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/caching_lab.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def by_label(elements, label):
+    matches = [e for e in elements if e.label == label]
+    assert matches, f"no element labelled {label!r}: {[e.label for e in elements]}"
+    return matches[0]
+
+
+def run_book(at, *, tokens=2_000, requests=3, ttl="5m", arms=("no-cache", "prompt-cache")) -> ExperimentResult:
+    by_label(at.slider, "Book size (tokens)").set_value(tokens)
+    by_label(at.number_input, "Requests per arm").set_value(requests)
+    by_label(at.radio, "Cache TTL").set_value(ttl)
+    by_label(at.multiselect, "Arms to compare").set_value(list(arms))
+    by_label(at.button, "Run experiment").click().run()
+    assert not at.exception, at.exception
+    return at.session_state["lab_result"]
+
+
+def metric(at, label):
+    return by_label(at.metric, label)
+
+
+def test_designer_shows_the_preflight_before_running(app):
+    assert by_label(app.multiselect, "Models and providers").value == [SONNET]
+    by_label(app.slider, "Book size (tokens)").set_value(2_000)
+    by_label(app.button, "Check plan").click().run()
+    prefix = metric(app, "Cached prefix (request 1)").value
+    assert prefix.endswith(" tokens") and 2_000 <= int(prefix.split()[0].replace(",", "")) < 2_200
+    assert metric(app, "Break-even request").value == "#2"
+    assert any("at least 1,024 tokens" in c.value for c in app.caption)
+    assert "lab_result" not in app.session_state
+
+
+def test_short_prefix_warns_against_the_model_minimum(app):
+    by_label(app.multiselect, "Models and providers").set_value(["anthropic/claude-haiku-4-5-20251001"])
+    by_label(app.slider, "Book size (tokens)").set_value(2_000)
+    by_label(app.button, "Check plan").click().run()
+    assert any("below Claude Haiku 4.5's minimum of 4,096" in w.value for w in app.warning)
+
+
+def test_run_shows_charts_metrics_and_exports_csv(app, isolated_db, tmp_path):
+    result = run_book(app)
+    records = result.records
+    assert [(r.arm, r.request, r.status) for r in records] == [
+        (arm, n, "ok") for n in (1, 2, 3) for arm in ("no-cache", "prompt-cache")]
+    cached = result.arm_records(SONNET, "prompt-cache")
+    assert cached[0].cache_write_tokens > 1_024 and cached[1].cache_read_tokens == cached[0].cache_write_tokens
+
+    assert len(app.get("plotly_chart")) == 3  # tokens, cost, latency
+    summary = result.summary()[SONNET]["prompt-cache"]
+    saved = metric(app, "Saved · Prompt caching")
+    assert saved.delta == f"{summary['saved_pct']:.1f}%" and summary["saved_pct"] > 30
+    assert saved.value == format_usd(summary["saved_usd"])
+    assert metric(app, "Hit rate · Prompt caching").value == f"{summary['hit_rate']:.0%}" == "67%"
+    assert metric(app, "Break-even · Prompt caching").value == f"request #{summary['break_even_request']}"
+
+    saved_docs = Store(tmp_path / "lab.db").list_docs("experiment")
+    assert [d.id for d in saved_docs] == [result.id]
+
+    button = by_label(app.download_button, "CSV")
+    file_id = button.proto.url.rsplit("/", 1)[-1].split(".")[0]
+    data = RecordingMediaStorage.last.get_file(file_id).content.decode()
+    assert data == result.to_csv()
+    rows = list(csv.DictReader(io.StringIO(data)))
+    assert len(rows) == 6 and rows[3]["arm"] == "prompt-cache" and rows[3]["request"] == "2"
+    assert int(rows[3]["cache_read_tokens"]) == cached[1].cache_read_tokens
+    assert {b.label for b in app.download_button} >= {"JSON", "Tokens chart (HTML)", "Cost chart (HTML)"}
+
+
+def test_reopen_from_history_and_compare_two_runs(app):
+    first = run_book(app, requests=2)
+    second = run_book(app, requests=2, ttl="1h")
+    assert app.session_state["lab_result"].id == second.id
+
+    by_label(app.sidebar.selectbox, "Open a saved run").set_value(first.id).run()
+    assert app.session_state["lab_result"].id == first.id
+    assert any(first.id in c.value for c in app.caption)
+
+    assert by_label(app.selectbox, "Run A").value == first.id
+    assert by_label(app.selectbox, "Run B").value == second.id
+    assert any("ttl: 5m → 1h" in c.value for c in app.caption)
+    table = app.dataframe[-1].value
+    row = table[(table["arm"] == "prompt-cache") & (table["figure"] == "Total cost ($)")].iloc[0]
+    a_total = first.summary()[SONNET]["prompt-cache"]["total_cost_usd"]
+    b_total = second.summary()[SONNET]["prompt-cache"]["total_cost_usd"]
+    assert row["A"] == pytest.approx(a_total) and row["B"] == pytest.approx(b_total)
+    assert b_total > a_total  # a 1h write costs 2x input instead of 1.25x
+    assert len(app.get("plotly_chart")) == 3 + 4  # the open run, then cost + latency of A and B
+
+
+def test_spend_guard_refuses_an_experiment_over_budget(app, tmp_path):
+    by_label(app.sidebar.number_input, "Spend guard (USD, 0 = off)").set_value(0.01).run()
+    by_label(app.slider, "Book size (tokens)").set_value(50_000)
+    by_label(app.button, "Run experiment").click().run()
+    assert any("Not started" in e.value and "budget" in e.value for e in app.error)
+    assert "lab_result" not in app.session_state
+    assert Store(tmp_path / "lab.db").list_docs("experiment") == []
+
+
+def test_failed_request_is_shown_as_failed(app, monkeypatch):
+    from orq_core.emulator.server import get_local_router
+
+    monkeypatch.setattr(get_local_router().settings, "faults", ["400"])  # the next request fails, no retry
+    result = run_book(app, tokens=1_000, requests=2, arms=("no-cache",))
+    assert [r.status for r in result.records] == ["failed", "ok"]
+    assert any("did not complete" in w.value and "**failed**" in w.value for w in app.warning)
