@@ -166,8 +166,8 @@ def render_turns() -> None:
 def show_estimate(question: str) -> None:
     estimate = session.estimate(model, question)
     cache_note = {
-        "write": f" · the files ({estimate.prefix_tokens:,} tokens) are written to the cache "
-                 f"({session.cache_ttl}, 1.25× input price at 5m, 2× at 1h)",
+        "write": f" · the files ({estimate.prefix_tokens:,} tokens) are written to the {session.cache_ttl} cache "
+                 f"at {'2' if session.cache_ttl == '1h' else '1.25'}× the input price",
         "read": f" · the files ({estimate.prefix_tokens:,} tokens) should be read from the cache at 0.1× "
                 f"(if asked within {session.cache_ttl} of the last question)",
         "too_short": " · too short to cache",

@@ -27,8 +27,7 @@ class RecordingMediaStorage(MemoryMediaFileStorage):
         RecordingMediaStorage.last = self
 
 
-@pytest.fixture
-def app(monkeypatch, tmp_path):
+def open_lab(monkeypatch, tmp_path) -> AppTest:
     monkeypatch.delenv("ORQ_API_KEY", raising=False)
     monkeypatch.setenv("ORQ_LOCAL_ROUTER_TIME_SCALE", "0")
     monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "lab.db"))
@@ -39,6 +38,11 @@ def app(monkeypatch, tmp_path):
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+@pytest.fixture
+def app(monkeypatch, tmp_path):
+    return open_lab(monkeypatch, tmp_path)
 
 
 def by_label(elements, label):
@@ -129,8 +133,9 @@ def test_reopen_from_history_and_compare_two_runs(app):
     assert len(app.get("plotly_chart")) == 3 + 4  # the open run, then cost + latency of A and B
 
 
-def test_spend_guard_refuses_an_experiment_over_budget(app, tmp_path):
-    by_label(app.sidebar.number_input, "Spend guard (USD, 0 = off)").set_value(0.01).run()
+def test_spend_guard_refuses_an_experiment_over_budget(monkeypatch, tmp_path):
+    monkeypatch.setenv("ORQ_SPEND_BUDGET_USD", "0.01")  # the sidebar's default budget
+    app = open_lab(monkeypatch, tmp_path)  # (after switch_page, AppTest shows only the page's sidebar)
     by_label(app.slider, "Book size (tokens)").set_value(50_000)
     by_label(app.button, "Run experiment").click().run()
     assert any("Not started" in e.value and "budget" in e.value for e in app.error)

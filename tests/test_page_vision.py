@@ -151,7 +151,7 @@ def test_cached_pdf_follow_up_reads_the_cache(app):
     document = pdf(2, "Annual review", words=60)
     upload(app, ("review.pdf", document, "application/pdf"))
     by_label(app.toggle, "Cache this document").set_value(True).run()
-    assert "are written to the cache" in texts(app.caption)
+    assert "are written to the 5m cache at 1.25× the input price" in texts(app.caption)
     ask(app, "Summarise the review.")
     assert "should be read from the cache at 0.1×" in texts(app.caption)
     ask(app, "What does page 2 say?")

@@ -29,10 +29,13 @@ class _HideInjectedCuts(logging.Filter):
 
 
 logging.getLogger("uvicorn.error").addFilter(_HideInjectedCuts())
+# uvicorn's own logging config would attach handlers that outlive pytest's captured streams and
+# print "Logging error" at interpreter exit; the router only needs warnings, through the root logger.
+logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
 
 def _config(app, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(app, host=host, port=port, log_level="warning",
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None,
                           access_log=False, lifespan="off", http="h11",
                           timeout_graceful_shutdown=1)
 
