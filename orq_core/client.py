@@ -148,7 +148,9 @@ def _in_band_error(event: ErrorEvent, exchange: _Exchange) -> OrqError:
 
 def _encode(payload: dict) -> bytes:
     try:
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        # ASCII-only JSON: one non-ASCII character would otherwise make CPython build the whole
+        # body (a 40 MB base64 PDF included) as a 2-4 bytes-per-character string before encoding.
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("ascii")
     except (TypeError, ValueError) as exc:
         raise RequestValidationError("payload", f"cannot be sent as JSON ({exc})") from None
 

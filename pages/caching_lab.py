@@ -148,6 +148,12 @@ def show_preflight(check: Preflight, config: ExperimentConfig) -> None:
     st.caption(f"Spend guard: {budget} (sidebar).")
 
 
+@st.cache_data(max_entries=32, show_spinner="Estimating tokens and cost…")
+def cached_preflight(config: ExperimentConfig) -> Preflight:
+    """Large plans take seconds to estimate; every rerun of the page would pay it again."""
+    return preflight(config)
+
+
 # --- results -------------------------------------------------------------------------------------
 
 def figures(result: ExperimentResult) -> dict:
@@ -371,7 +377,7 @@ with st.form("lab_designer", enter_to_submit=False):
     run_clicked = buttons[1].form_submit_button("Run experiment", type="primary", icon=":material/play_arrow:")
     with plan_box:
         try:
-            plan = preflight(config)
+            plan = cached_preflight(config)
         except ValueError as error:
             plan = None
             st.error(str(error), icon=":material/block:")
