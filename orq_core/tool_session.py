@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterable
 
 from .budget import estimate_input_tokens
-from .request import ChatParams, build_payload, system_message, user_message
+from .request import TOOL_CHOICE_WORDS, ChatParams, build_payload, system_message, user_message
 from .tools import (BUILTIN_TOOLS, TEMPLATES, ExecutedCall, LoopResult, ToolLoop, ToolStep, builtin_handlers,
                     json_syntax_message, parse_tool_definitions, validate_arguments)
 from .types import ToolCall
@@ -24,10 +24,7 @@ from .usage import Usage
 
 TRACE_KIND = "tool_trace"
 EXPORT_FORMAT = "orq-playground.tool-trace/1"
-TOOL_CHOICE_WORDS = ("auto", "required", "none")
-MODES = ("auto", "step")
 READY, AWAITING, ANSWER, STEP_LIMIT, ERROR = "ready", "awaiting_results", "answer", "step_limit", "error"
-FINISHED = (ANSWER, STEP_LIMIT, ERROR)
 
 
 class GuardedClient:
@@ -194,10 +191,6 @@ class ToolSession:
         return cls(settings, tools, loop, messages, prompt)
 
     # --- state ------------------------------------------------------------------------------
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED
 
     @property
     def final_text(self) -> str:

@@ -45,6 +45,7 @@ BREAKPOINT_LABELS = {"context": "After the document (in the user turn)", "system
                      "last-turn": "Last user turns (the growing conversation)", "tools": "After the last tool"}
 FAST_FORWARD, REAL_WAIT = "Fast-forward the local router's clock", "Really wait"
 REPAINT_EVERY_S = 0.3  # building three figures takes ~0.1 s: on an instant router, paint at most this often
+HEARTBEAT_S = 0.25
 TABLE_COLUMNS = ["model", "arm", "request", "status", "input_tokens", "cache_read_tokens", "cache_write_tokens",
                  "output_tokens", "cost_usd", "baseline_usd", "ttft_ms", "latency_ms", "response_cache_hit",
                  "error"]
@@ -88,36 +89,39 @@ def preset_inputs(preset: str) -> dict:
 def designer(preset: str) -> tuple[ExperimentConfig, bool]:
     """The form's widgets -> (config, fast-forward the local router between rounds)."""
     values = preset_inputs(preset)
-    placements = BREAKPOINTS[preset]
-    values["breakpoint"] = st.selectbox("Breakpoint (prompt-caching arm)", placements, key=f"lab_breakpoint_{preset}",
-                                        format_func=BREAKPOINT_LABELS.get,
-                                        help="Where the prompt-caching arm puts its cache_control marker; "
-                                             "everything before it is the cached prefix.")
-    questions = st.text_area("Questions, one per line (blank: the preset's own)", key=f"lab_questions_{preset}",
-                             height=68, help="Asked in turn, one per request.")
-    values["questions"] = tuple(line.strip() for line in questions.splitlines() if line.strip())
     state.setdefault("lab_models", [ctx.slug])
-    values["models"] = tuple(st.multiselect("Models and providers", list(TARGETS), key="lab_models",
-                                            format_func=target_label, max_selections=4,
-                                            help="Catalog slugs; the sidebar's choice comes first."))
-    values["arms"] = tuple(st.multiselect("Arms to compare", list(ARMS), default=["no-cache", "prompt-cache"],
-                                          key="lab_arms", format_func=ARM_LABELS.get))
-    left, middle, right = st.columns(3)
-    values["requests"] = int(left.number_input("Requests per arm", 1, MAX_REQUESTS, 5, key="lab_requests"))
-    values["interval_s"] = float(middle.number_input(
+    left, right = st.columns([3, 2])
+    values["models"] = tuple(left.multiselect("Models and providers", list(TARGETS), key="lab_models",
+                                              format_func=target_label, max_selections=4,
+                                              help="Catalog slugs; the sidebar's choice comes first."))
+    values["arms"] = tuple(right.multiselect("Arms to compare", list(ARMS), default=["no-cache", "prompt-cache"],
+                                             key="lab_arms", format_func=ARM_LABELS.get))
+    cells = st.columns(4)
+    values["requests"] = int(cells[0].number_input("Requests per arm", 1, MAX_REQUESTS, 5, key="lab_requests"))
+    values["interval_s"] = float(cells[1].number_input(
         "Interval between requests (s)", 0.0, 7_200.0, 0.0, step=30.0, key="lab_interval",
         help="Set it above the TTL (e.g. 330 s with 5m) to watch the cache expire and be written again."))
-    values["ttl"] = right.radio("Cache TTL", list(TTL_SECONDS), horizontal=True, key="lab_ttl",
-                                help="5m: writes cost 1.25× input, refreshed by each read. 1h: writes cost 2×.")
-    values["max_tokens"] = int(left.number_input("max_tokens", 1, 8_192, 256, step=64, key="lab_max_tokens",
-                                                 help="Output is billed as produced; the estimates count it in full."))
+    values["ttl"] = cells[2].radio("Cache TTL", list(TTL_SECONDS), horizontal=True, key="lab_ttl",
+                                   help="5m: writes cost 1.25× input, refreshed by each read. 1h: writes cost 2×. "
+                                        "Also the TTL of Orq's response cache arm.")
     fast_forward = False
     if ctx.connection.local:
-        fast_forward = middle.radio(
-            "Waiting between rounds", [FAST_FORWARD, REAL_WAIT], key="lab_wait", horizontal=False,
+        fast_forward = cells[3].radio(
+            "Waiting between rounds", [FAST_FORWARD, REAL_WAIT], key="lab_wait",
             help="Fast-forward moves the local router's cache clock by the interval instead of sleeping, so a "
                  "5-minute TTL demo takes seconds. The local router is shared by this whole app: moving its "
                  "clock also ages other sessions' cache entries.") == FAST_FORWARD
+    with st.expander("Breakpoint, questions, max_tokens"):
+        placements = BREAKPOINTS[preset]
+        values["breakpoint"] = st.selectbox("Breakpoint (prompt-caching arm)", placements,
+                                            key=f"lab_breakpoint_{preset}", format_func=BREAKPOINT_LABELS.get,
+                                            help="Where the prompt-caching arm puts its cache_control marker; "
+                                                 "everything before it is the cached prefix.")
+        questions = st.text_area("Questions, one per line (blank: the preset's own)", key=f"lab_questions_{preset}",
+                                 height=90, help="Asked in turn, one per request.")
+        values["questions"] = tuple(line.strip() for line in questions.splitlines() if line.strip())
+        values["max_tokens"] = int(st.number_input("max_tokens", 1, 8_192, 256, step=64, key="lab_max_tokens",
+                                                   help="Output is billed as produced; estimates count it in full."))
     return ExperimentConfig(preset=preset, **values), fast_forward
 
 
@@ -257,6 +261,7 @@ class LivePainter:
 
     def __call__(self, record) -> None:
         self.records.append(record)  # first: a Stop during the paint below keeps it
+        self.waiting.empty()
         done = len(self.records)
         self.progress.progress(done / self.total, text=f"{done} of {self.total} requests · last: "
                                f"{ARM_LABELS[record.arm]} #{record.request} on {model_label(record.model)} "
@@ -273,9 +278,35 @@ class LivePainter:
             charts(partial, figures(partial), f"live{self.paints}")
         self.last_paint = time.monotonic()
 
+    def in_flight(self, chunks: int) -> None:
+        self.waiting.caption(f":material/downloading: Request in flight: {chunks:,} chunks received")
+
     def countdown(self, remaining: float) -> None:
         self.waiting.caption(f":material/hourglass_top: Next round in {remaining:,.0f} s (Stop keeps what finished)"
                              if remaining > 0 else "")
+
+
+class StoppableClient:
+    """The session's client for run_experiment, touching the page while chunks arrive: Streamlit
+    stops a script only inside an st call, so this is where a Stop click lands mid-request (the
+    stream is then closed and that request is not kept)."""
+
+    def __init__(self, client, painter: LivePainter):
+        self._client = client
+        self._painter = painter
+
+    def stream(self, payload: dict, **options):
+        events = self._client.stream(payload, **options)
+        chunks, last_paint = 0, 0.0
+        try:
+            for event in events:
+                chunks += 1
+                if time.monotonic() - last_paint >= HEARTBEAT_S:
+                    self._painter.in_flight(chunks)
+                    last_paint = time.monotonic()
+                yield event
+        finally:
+            events.close()
 
 
 def run(config: ExperimentConfig, fast_forward: bool) -> None:
@@ -290,7 +321,7 @@ def run(config: ExperimentConfig, fast_forward: bool) -> None:
         timing = {"sleep": lambda seconds: sleep_in_steps(seconds, painter.countdown)}
     started, result = time.time(), None
     try:
-        result = run_experiment(config, ctx.client, on_record=painter, **timing)
+        result = run_experiment(config, StoppableClient(ctx.client, painter), on_record=painter, **timing)
     finally:
         if result is None:  # stopped by the person (or the run broke): keep what finished
             result = ExperimentResult(config=config, records=list(painter.records), started_at=started,
@@ -372,7 +403,7 @@ st.caption(PRESET_HELP[preset])
 with st.form("lab_designer", enter_to_submit=False):
     config, fast_forward = designer(preset)
     plan_box = st.container()
-    buttons = st.columns([1, 1, 4])
+    buttons = st.columns([2, 2, 5])
     checked = buttons[0].form_submit_button("Check plan", icon=":material/fact_check:")
     run_clicked = buttons[1].form_submit_button("Run experiment", type="primary", icon=":material/play_arrow:")
     with plan_box:

@@ -152,7 +152,11 @@ def render_call(session: ToolSession, executed) -> None:
         st.caption(f":material/edit: {note}")
 
 
-def render_step(session: ToolSession, step, total, waiting: bool) -> None:
+def calls_text(n: int) -> str:
+    return f"{n} model call{'' if n == 1 else 's'}"
+
+
+def render_step(session: ToolSession, step, total, waiting: bool, final: bool) -> None:
     summary = step.request_summary
     with st.container(border=True):
         cached = f" · tool definitions cached ({summary['cache_tools_ttl']})" if summary.get("cache_tools_ttl") else ""
@@ -163,7 +167,9 @@ def render_step(session: ToolSession, step, total, waiting: bool) -> None:
             st.error(step.error, icon=":material/error:")
         completion = step.completion
         if completion is not None:
-            if completion.text:
+            if completion.text and final:
+                st.caption("The final answer is shown below the trace.")
+            elif completion.text:
                 st.markdown(completion.text)
             if waiting:
                 st.caption(f"{len(step.calls)} tool call(s) requested: see below.")
@@ -227,7 +233,9 @@ if session is not None and session.status != READY:
     st.subheader("Trace")
     totals = session.running_totals()
     for step, total in zip(session.steps, totals):
-        render_step(session, step, total, waiting=session.status == AWAITING and step is session.steps[-1])
+        last = step is session.steps[-1]
+        render_step(session, step, total, waiting=last and session.status == AWAITING,
+                    final=last and session.status == ANSWER)
     if session.status == AWAITING:
         render_pending(session)
     elif session.status == ANSWER:
@@ -235,12 +243,12 @@ if session is not None and session.status != READY:
         with st.chat_message("assistant"):
             st.markdown(session.final_text or "_(no text)_")
     elif session.status == STEP_LIMIT:
-        st.warning(f"Stopped at the step limit ({session.settings.max_steps} model calls) before a final answer.",
+        st.warning(f"Stopped at the step limit ({calls_text(session.settings.max_steps)}) before a final answer.",
                    icon=":material/front_hand:")
     elif session.status == ERROR:
         st.error(f"The run stopped: {session.error}", icon=":material/error:")
     if totals:
-        st.markdown(f"**Total:** {len(session.steps)} model calls · {usage_summary(totals[-1].usage)} tokens · "
+        st.markdown(f"**Total:** {calls_text(len(session.steps))} · {usage_summary(totals[-1].usage)} tokens · "
                     f"**{format_usd(totals[-1].cost_usd)}**")
     x1, x2 = st.columns([1, 3])
     x1.download_button("Export trace (JSON)", session.to_json(), file_name=f"tool-trace-{session.id}.json",

@@ -292,6 +292,13 @@ def test_final_answer_quotes_the_tool_result_and_makes_no_new_call():
     assert "the answer from `calculator` is 119" in result.text
 
 
+def test_forced_tool_choice_calls_again_after_tool_results():
+    required = answer({**tool_loop("119"), "tool_choice": "required"})
+    assert required.finish_reason == "tool_calls" and required.tool_calls
+    named = answer({**tool_loop("119"), "tool_choice": {"type": "function", "function": {"name": "get_weather"}}})
+    assert [c["name"] for c in named.tool_calls] == ["get_weather"]
+
+
 def test_final_answer_from_json_and_failed_results():
     result = answer(tool_loop('{"temperature": 18, "condition": "sunny"}', "get_weather", '{"location": "Rome"}'))
     assert "temperature is 18, condition is sunny" in result.text

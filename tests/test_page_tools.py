@@ -124,7 +124,7 @@ def test_step_limit_stops_a_forced_loop(page):
     assert session.status == STEP_LIMIT and len(session.steps) == 1
     assert session.steps[0].request_summary["tool_choice"] == "required"
     assert session.messages[-1]["role"] == "tool"  # results ready, but no model call was left
-    assert "Stopped at the step limit (1 model calls)" in page_text(page)
+    assert "Stopped at the step limit (1 model call)" in page_text(page)
 
 
 def test_edited_invalid_arguments_are_shown_and_never_run(page):
@@ -168,6 +168,9 @@ def test_cached_tool_definitions_are_read_by_later_steps(page):
     assert second.cache_read_tokens == first.cache_write_tokens
     assert session.steps[0].request_summary["cache_tools_ttl"] == "5m"
     assert "cache_control" in session.first_request()["tools"][-1]
+    click(page, "Run")  # a repeated loop reads the tool prefix from the start
+    again = page.session_state["tool_session"].steps[0].completion.usage
+    assert again.cache_read_tokens == first.cache_write_tokens and again.cache_write_tokens == 0
 
 
 def test_definition_editor_is_validated_as_you_type(page):
@@ -334,3 +337,13 @@ def test_saved_trace_round_trip(tmp_path):
     assert doc.name == "1+1?"
     assert json.loads(load_trace_json(store, session.id))["status"] == "step_limit"
     assert load_trace_json(store, "missing") is None
+
+
+@pytest.mark.parametrize("choice, first_calls", [("lookup_table", ["lookup_table"]), ("none", [])])
+def test_tool_choice_a_named_tool_or_none(client, choice, first_calls):
+    session = ToolSession.start(ToolSettings(MODEL, tool_choice=choice), tools_for(*BUILTIN_TOOLS),
+                                "What is 1234 * 5678 and what is the capital of France?")
+    session.advance(client)
+    assert [c.call.name for c in session.steps[0].calls] == first_calls
+    assert session.steps[0].request_summary["tool_choice"] == tool_choice_value(choice)
+    assert session.status == ANSWER

@@ -152,7 +152,9 @@ def compose_answer(payload: dict, *, model_label: str, secret: bytes) -> Answer:
     rng = random.Random(seed)
     marker = f"[Local router · synthetic answer from {model_label} emulation, no model was called]"
     media_notes = [_describe_media(part, convo.question) for part in convo.media_parts]
-    calls = [] if convo.tool_results else _plan_tool_calls(payload, convo, seed)
+    # After tool results Claude answers, unless tool_choice forces a call: then it must call again.
+    answering = convo.tool_results and not _forced_choice(payload)
+    calls = [] if answering else _plan_tool_calls(payload, convo, seed)
     if calls:
         text = "" if _forced_choice(payload) else _tool_preface(marker, convo, calls)
         finish = "tool_calls"
