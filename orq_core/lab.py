@@ -584,6 +584,44 @@ def compare_runs(a: ExperimentResult, b: ExperimentResult) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# For the Caching Lab page
+# --------------------------------------------------------------------------------------------
+
+COMPARED_LABELS = {"total_cost_usd": "Total cost ($)", "saved_usd": "Saved ($)", "saved_pct": "Saved (%)",
+                   "median_ttft_ms": "Median TTFT (ms)", "median_latency_ms": "Median latency (ms)",
+                   "hit_rate": "Hit rate", "cache_read_tokens": "Cache read tokens",
+                   "cache_write_tokens": "Cache write tokens", "break_even_request": "Break-even request"}
+
+
+def comparison_table(comparison: dict) -> list[dict]:
+    """``compare_runs`` flattened for a table: one row per arm (and model) and figure."""
+    rows = []
+    for row in comparison["rows"]:
+        models = row["model_a"] if row["model_a"] == row["model_b"] else f"{row['model_a']} → {row['model_b']}"
+        for key in COMPARED_FIGURES:
+            cell = row[key]
+            rows.append({"arm": row["arm"], "model": models, "figure": COMPARED_LABELS.get(key, key),
+                         "A": cell["a"], "B": cell["b"], "B − A": cell["delta"]})
+    return rows
+
+
+def check_experiment_budget(check: Preflight, spent_usd: float, budget_usd: float | None) -> Decimal:
+    """``budget.check_budget`` for a whole experiment: returns the most it can cost, or raises
+    SpendGuardError (nothing sent) when the session's spend plus that could pass the budget.
+    A budget of None or 0 means no guard."""
+    from .budget import SpendGuardError
+    from .cost import format_usd
+
+    if budget_usd and Decimal(str(spent_usd)) + check.worst_case > Decimal(str(budget_usd)):
+        raise SpendGuardError(
+            f"Not started: this experiment could cost up to {format_usd(check.worst_case)} (every request of "
+            f"every arm and model, input estimated, output at max_tokens) and this session has spent "
+            f"{format_usd(spent_usd)} of its {format_usd(budget_usd)} budget. Use fewer requests, arms or "
+            "models, a smaller context or max_tokens, or raise the budget in the sidebar.")
+    return check.worst_case
+
+
+# --------------------------------------------------------------------------------------------
 # Running
 # --------------------------------------------------------------------------------------------
 
@@ -771,4 +809,4 @@ def cli_lab(args: argparse.Namespace, *, client_factory: Callable[..., object] |
 
 __all__ = ["ARMS", "ExperimentConfig", "LabRecord", "ExperimentResult", "Preflight", "ArmEstimate",
            "build_requests", "preflight", "run_experiment", "compare_runs", "add_lab_arguments", "cli_lab",
-           "prompt_shape", "default_name"]
+           "prompt_shape", "default_name", "comparison_table", "check_experiment_budget"]

@@ -2,12 +2,16 @@
 
 The experiment is ``orq_core.lab`` (requests, preflight, run, summary, comparison) and its charts
 are ``orq_core.charts``. This page reads the designer form, runs the experiment in the script
-thread (``on_record`` repaints the progress bar, figures and charts after every request), and
-keeps every run in the store. Stop is Streamlit's own: a click on it ends this script run, so
-each record is appended to ``st.session_state`` as it arrives and the ``finally`` block saves
-what finished.
+thread (``on_record`` repaints the progress bar, figures and charts as records arrive), and keeps
+every run in the store.
+
+Stop is Streamlit's own: any click during a run starts the script again in a new thread and the
+old one gets StopException at its next st call. So each record goes into session state as it
+arrives, the run's ``finally`` saves what finished, and the new script run waits for that hand-over
+(``RunHandle``) before drawing the page.
 """
 
+import threading
 import time
 import uuid
 from dataclasses import replace
@@ -46,6 +50,7 @@ BREAKPOINT_LABELS = {"context": "After the document (in the user turn)", "system
 FAST_FORWARD, REAL_WAIT = "Fast-forward the local router's clock", "Really wait"
 REPAINT_EVERY_S = 0.3  # building three figures takes ~0.1 s: on an instant router, paint at most this often
 HEARTBEAT_S = 0.25
+STOP_WAIT_S = 20.0
 TABLE_COLUMNS = ["model", "arm", "request", "status", "input_tokens", "cache_read_tokens", "cache_write_tokens",
                  "output_tokens", "cost_usd", "baseline_usd", "ttft_ms", "latency_ms", "response_cache_hit",
                  "error"]
@@ -53,6 +58,10 @@ TABLE_COLUMNS = ["model", "arm", "request", "status", "input_tokens", "cache_rea
 
 def target_label(slug: str) -> str:
     return TARGETS[slug].label if slug in TARGETS else slug
+
+
+def signed_usd(amount: float) -> str:
+    return f"-{format_usd(-amount)}" if amount < 0 else format_usd(amount)
 
 
 def model_label(slug: str) -> str:
@@ -127,12 +136,12 @@ def designer(preset: str) -> tuple[ExperimentConfig, bool]:
 
 def show_preflight(check: Preflight, config: ExperimentConfig) -> None:
     first = config.models[0]
-    prompt = check.estimate("prompt-cache", first)
+    headline = check.estimate("prompt-cache", first) or check.estimates[0]
     cells = st.columns(4)
     cells[0].metric("Cached prefix (request 1)", f"{check.prefix_tokens:,} tokens",
                     help=f"Tokens up to the breakpoint, of {check.prompt_tokens:,} input tokens in request 1.")
-    cells[1].metric("Estimated cost", format_usd(prompt.total) if prompt else "–",
-                    help="Prompt-caching arm, output counted at max_tokens.")
+    cells[1].metric(f"Estimated cost · {ARM_LABELS[headline.arm]}", format_usd(headline.total),
+                    help=f"{target_label(first)}, output counted at max_tokens. Every arm and model is listed below.")
     cells[2].metric("Most it can cost", format_usd(check.worst_case),
                     help="The spend guard's rule over every request of every arm and model.")
     break_even = check.break_even.get(first)
@@ -141,8 +150,9 @@ def show_preflight(check: Preflight, config: ExperimentConfig) -> None:
     for slug in config.models:
         model = TARGETS[slug].model
         mark = ":material/check_circle:" if check.prefix_tokens >= model.min_cacheable else ":material/warning:"
-        estimates = " · ".join(f"{ARM_LABELS[e.arm]} ≈ {format_usd(e.total)}" for e in check.estimates if e.model == slug)
-        baseline = next((e.baseline for e in check.estimates if e.model == slug), None)
+        mine = [e for e in check.estimates if e.model == slug]
+        estimates = " · ".join(f"{ARM_LABELS[e.arm]} ≈ {format_usd(e.total)}" for e in mine)
+        baseline = (check.estimate("prompt-cache", slug) or mine[0]).baseline if mine else None
         st.caption(f"{mark} **{target_label(slug)}**: caches prefixes of at least {model.min_cacheable:,} tokens · "
                    f"{estimates}" + (f" (no caching at all: {format_usd(baseline)})" if baseline is not None else "")
                    + (f" · break-even at #{check.break_even[slug]}" if check.break_even.get(slug) else ""))
@@ -176,7 +186,7 @@ def summary_metrics(result: ExperimentResult) -> None:
         for arm in cached_arms:
             s = arms[arm]
             cells = st.columns(4)
-            cells[0].metric(f"Saved · {ARM_LABELS[arm]}", format_usd(s["saved_usd"]), delta=f"{s['saved_pct']:.1f}%",
+            cells[0].metric(f"Saved · {ARM_LABELS[arm]}", signed_usd(s["saved_usd"]), delta=f"{s['saved_pct']:.1f}%",
                             help=f"{format_usd(s['total_cost_usd'])} instead of {format_usd(s['baseline_cost_usd'])}"
                                  " for the same requests without caching.")
             reduction = s.get("ttft_reduction_pct")
@@ -206,8 +216,8 @@ def failures(result: ExperimentResult) -> None:
 
 def tables(result: ExperimentResult) -> None:
     with st.expander("Figures per arm and every request", icon=":material/table:"):
-        rows = [{"model": slug, "arm": arm, **figures_}
-                for slug, arms in result.summary().items() for arm, figures_ in arms.items()]
+        rows = [{"model": slug, "arm": arm, **arm_figures}
+                for slug, arms in result.summary().items() for arm, arm_figures in arms.items()]
         st.dataframe(rows, hide_index=True)
         st.dataframe(result.to_dataframe(), hide_index=True, column_order=TABLE_COLUMNS)
 
@@ -309,27 +319,65 @@ class StoppableClient:
             events.close()
 
 
+class RunHandle:
+    """Shared by a run and the script run that stops it. Once stopped, the run's thread may not
+    touch session state (Streamlit raises StopException at every access), so it hands its result
+    over here."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.done = threading.Event()
+        self.result: ExperimentResult | None = None
+
+
+def adopt(handle: RunHandle) -> None:
+    state.pop("lab_active", None)
+    if handle.result is not None and handle.result.records:
+        state["lab_result"] = handle.result
+
+
 def run(config: ExperimentConfig, fast_forward: bool) -> None:
     config = replace(config, cache_salt=uuid.uuid4().hex[:8])  # fresh cache; the partial result keeps it
     total = len(config.models) * len(config.arms) * config.requests
-    st.button("Stop", icon=":material/stop_circle:", key="lab_stop", type="secondary")
+    handle = state["lab_active"] = RunHandle()
+    st.button("Stop", icon=":material/stop_circle:", key="lab_stop")
     painter = LivePainter(config, total)
     forward = local_fast_forward(ctx.connection.base_url) if fast_forward else None
     if forward is not None:
         timing = {"sleep": forward.sleep, "clock": forward.clock}
     else:
-        timing = {"sleep": lambda seconds: sleep_in_steps(seconds, painter.countdown)}
-    started, result = time.time(), None
+        timing = {"sleep": lambda seconds: sleep_in_steps(seconds, painter.countdown, sleep=handle.stop.wait)}
+    started = time.time()
     try:
-        result = run_experiment(config, StoppableClient(ctx.client, painter), on_record=painter, **timing)
-    finally:
-        if result is None:  # stopped by the person (or the run broke): keep what finished
-            result = ExperimentResult(config=config, records=list(painter.records), started_at=started,
-                                      finished_at=time.time(), cancelled=True, name=default_name(config))
-        if result.records:
-            result.save(store)
-            state["lab_result"] = result
+        handle.result = run_experiment(config, StoppableClient(ctx.client, painter), on_record=painter,
+                                       cancel=handle.stop, **timing)
+    finally:  # no st call and no session state in here: see RunHandle
+        if handle.result is None:  # stopped, or broken: keep what finished
+            handle.result = ExperimentResult(config=config, records=list(painter.records), started_at=started,
+                                             finished_at=time.time(), cancelled=True, name=default_name(config))
+        if handle.result.records:
+            handle.result.save(store)
+        handle.done.set()
+    adopt(handle)
     st.rerun()
+
+
+def finish_stopped_run() -> None:
+    """Any click during a run (Stop, or any other widget) starts this script again at once, while
+    the run is still ending in its own thread (Streamlit's fast reruns). Tell it to stop between
+    chunks and wait until it has saved what finished, so this run shows it."""
+    handle = state.get("lab_active")
+    if handle is None:
+        return
+    handle.stop.set()
+    if not handle.done.is_set():
+        with st.spinner("Stopping the experiment: keeping the requests that finished…"):
+            handle.done.wait(STOP_WAIT_S)
+    if handle.done.is_set():
+        adopt(handle)
+    else:
+        st.info("The stopped experiment is still closing its last request; it will appear under "
+                "Experiments in the sidebar.", icon=":material/hourglass_top:")
 
 
 # --- history and comparison ----------------------------------------------------------------------
@@ -378,10 +426,12 @@ def compare_section(saved: list) -> None:
         st.caption("What changed from A to B: " + "; ".join(f"{key}: {old} → {new}" for key, (old, new)
                                                               in changes.items()))
     st.dataframe(comparison_table(comparison), hide_index=True)
-    for side, result, column in (("a", a, left), ("b", b, right)):
+    for side, result, column in zip("ab", (a, b), st.columns(2)):
         with column:
-            st.plotly_chart(cost_figure(result), key=f"lab_cmp_{side}_cost", config={"displaylogo": False})
-            st.plotly_chart(latency_figure(result), key=f"lab_cmp_{side}_latency", config={"displaylogo": False})
+            for name, fig in (("cost", cost_figure(result)), ("latency", latency_figure(result))):
+                fig.update_layout(title=f"{fig.layout.title.text} · run {side.upper()}",
+                                  legend={"orientation": "h", "y": -0.3})  # half width: legend below
+                st.plotly_chart(fig, key=f"lab_cmp_{side}_{name}", config={"displaylogo": False})
 
 
 # --- the page ------------------------------------------------------------------------------------
@@ -395,6 +445,7 @@ st.caption("**No caching**: every request pays full input price. **Prompt cachin
            + ("On the local router, figures follow Claude's published prices and the router's latency model."
               if ctx.connection.local else "Figures are Orq's reported usage priced at Claude's published prices."))
 
+finish_stopped_run()
 saved = store.list_docs("experiment")
 history_sidebar(saved)
 
@@ -402,18 +453,17 @@ preset = st.radio("Preset", PRESETS, format_func=PRESET_LABELS.get, horizontal=T
 st.caption(PRESET_HELP[preset])
 with st.form("lab_designer", enter_to_submit=False):
     config, fast_forward = designer(preset)
-    plan_box = st.container()
+    try:
+        plan = cached_preflight(config)
+    except ValueError as error:
+        plan = None
+        st.error(str(error), icon=":material/block:")
+    else:
+        show_preflight(plan, config)
     buttons = st.columns([2, 2, 5])
-    checked = buttons[0].form_submit_button("Check plan", icon=":material/fact_check:")
+    buttons[0].form_submit_button("Check plan", icon=":material/fact_check:")
     run_clicked = buttons[1].form_submit_button("Run experiment", type="primary", icon=":material/play_arrow:")
-    with plan_box:
-        try:
-            plan = cached_preflight(config)
-        except ValueError as error:
-            plan = None
-            st.error(str(error), icon=":material/block:")
-        else:
-            show_preflight(plan, config)
+    buttons[2].caption("The plan above is for the settings last checked; Run checks the current ones first.")
 
 if run_clicked and plan is not None:
     try:

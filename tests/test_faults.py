@@ -4,18 +4,19 @@ fault injection (``orq_core/emulator/faults.py``). No real waiting: the client's
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from orq_core.client import OrqClient, Timeouts
-from orq_core.errors import (ConnectionFailed, OverloadedError, RateLimitError, TimeoutFailed, describe)
+from orq_core.errors import ConnectionFailed, OverloadedError, RateLimitError, TimeoutFailed, describe
 from orq_core.lab import ExperimentConfig, run_experiment
 from orq_core.request import ChatParams, build_payload, user_message
 from orq_core.store import Store
 from orq_core.types import Done, ErrorEvent, TextDelta
+
+from browser import free_port as closed_port  # a loopback port bound and released: nobody listens
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 SONNET = "anthropic/claude-sonnet-4-5-20250929"
@@ -25,13 +26,6 @@ FAULT = "X-Emulator-Fault"
 
 def payload(text: str = "Tell me about rivers.", *, stream: bool = True, **params) -> dict:
     return build_payload(ChatParams(model=SONNET, max_tokens=300, stream=stream, **params), [user_message(text)])
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Waits(list):
@@ -209,6 +203,20 @@ def test_a_cut_request_in_the_lab_is_a_failed_row_and_the_next_is_fine(local_rou
     assert [r.status for r in runs] == ["partial", "ok", "ok"]  # one run-log row per request
 
 
+def test_a_cut_request_on_the_lab_page_is_reported_and_the_run_goes_on(lab_app, shared_router):
+    shared_router.settings.faults.append("cut:after=3")
+    next(s for s in lab_app.slider if s.label == "Book size (tokens)").set_value(2_000)
+    next(n for n in lab_app.number_input if n.label == "Requests per arm").set_value(2)
+    next(b for b in lab_app.button if b.label == "Run experiment").click().run()
+    assert not lab_app.exception, lab_app.exception
+    records = lab_app.session_state["lab_result"].records
+    assert [(r.arm, r.request, r.status) for r in records] == [
+        ("no-cache", 1, "failed"), ("prompt-cache", 1, "ok"), ("no-cache", 2, "ok"), ("prompt-cache", 2, "ok")]
+    warnings = " ".join(w.value for w in lab_app.warning)
+    assert "1 request(s) did not complete" in warnings and "No caching #1" in warnings
+    assert "connection to the router broke" in warnings
+
+
 # --- a router that is down -----------------------------------------------------------------------
 
 def test_a_closed_port_is_a_connection_failure_with_a_sentence(client_for, store, waits):
@@ -315,6 +323,19 @@ def chat_app(monkeypatch, tmp_path, shared_router):
     monkeypatch.delenv("ORQ_API_KEY", raising=False)
     monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "chat.db"))
     at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at
+
+
+@pytest.fixture
+def lab_app(monkeypatch, tmp_path, shared_router):
+    monkeypatch.delenv("ORQ_API_KEY", raising=False)
+    monkeypatch.delenv("ORQ_SPEND_BUDGET_USD", raising=False)
+    monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "lab.db"))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/caching_lab.py")
     at.run()
     assert not at.exception
     return at

@@ -42,6 +42,7 @@ def open_lab(monkeypatch, tmp_path) -> AppTest:
 
 @pytest.fixture
 def app(monkeypatch, tmp_path):
+    monkeypatch.delenv("ORQ_SPEND_BUDGET_USD", raising=False)
     return open_lab(monkeypatch, tmp_path)
 
 
@@ -81,6 +82,31 @@ def test_short_prefix_warns_against_the_model_minimum(app):
     by_label(app.slider, "Book size (tokens)").set_value(2_000)
     by_label(app.button, "Check plan").click().run()
     assert any("below Claude Haiku 4.5's minimum of 4,096" in w.value for w in app.warning)
+
+
+@pytest.mark.parametrize("preset, label, value", [
+    ("many-shot", "Examples (N)", 300), ("multi-turn", "Earlier turns before request 1", 2),
+    ("tools", "Tool definitions", 60)])
+def test_each_preset_plans_a_cacheable_prefix(app, preset, label, value):
+    by_label(app.radio, "Preset").set_value(preset).run()
+    by_label(app.number_input, label).set_value(value)
+    by_label(app.button, "Check plan").click().run()
+    assert not app.exception and not app.error
+    prefix = int(metric(app, "Cached prefix (request 1)").value.split()[0].replace(",", ""))
+    assert prefix > 1_024
+
+
+def test_custom_preset_needs_text_then_takes_an_uploaded_file(app):
+    by_label(app.radio, "Preset").set_value("custom").run()
+    assert any("needs some context text" in e.value for e in app.error)
+    document = "# Field notes\n\n" + "The tide came in twice before noon, and the gulls followed it. " * 200
+    uploader = by_label(app.file_uploader, "…or upload it (.txt, .md)")
+    uploader.set_value(("notes.md", document.encode(), "text/markdown"))
+    by_label(app.button, "Run experiment").click().run()
+    assert not app.exception and not app.error
+    result = app.session_state["lab_result"]
+    assert result.config.preset == "custom" and result.config.custom_context == document
+    assert result.arm_records(SONNET, "prompt-cache")[1].cache_read_tokens > 1_024
 
 
 def test_run_shows_charts_metrics_and_exports_csv(app, isolated_db, tmp_path):
@@ -150,3 +176,13 @@ def test_failed_request_is_shown_as_failed(app, monkeypatch):
     result = run_book(app, tokens=1_000, requests=2, arms=("no-cache",))
     assert [r.status for r in result.records] == ["failed", "ok"]
     assert any("did not complete" in w.value and "**failed**" in w.value for w in app.warning)
+
+
+def test_fast_forward_shows_the_cache_expiring_between_requests(app):
+    by_label(app.number_input, "Interval between requests (s)").set_value(330.0)
+    assert by_label(app.radio, "Waiting between rounds").value == "Fast-forward the local router's clock"
+    result = run_book(app, requests=2, arms=("prompt-cache",))
+    first, second = result.records
+    assert second.cache_read_tokens == 0 and second.cache_write_tokens == first.cache_write_tokens
+    assert second.t_s >= 330  # time on the router's clock, not waited for
+    assert any("not shorter than the 5m TTL" in w.value for w in app.warning)

@@ -1,0 +1,188 @@
+"""Run every benchmark and print one Markdown report: a headline table, then each benchmark's own
+tables. Loopback only; each benchmark runs in its own process with a time limit.
+
+    python benchmarks/run_all.py [--out benchmarks/results.md] [--skip-browser]
+
+Benchmarks: bench_client.py (SSE decoding vs the openai SDK, create overhead vs bare httpx),
+bench_browser.py (Enter to first token painted in Chromium), bench_startup.py (app cold start),
+bench_lab.py (Caching Lab overhead per request), load_router.py (local-router throughput, median
+of 3 runs). Every figure is a ratio or a median of several runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+ROUTER_RUNS = 3
+
+
+@dataclass
+class Run:
+    name: str
+    outputs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    problem: str | None = None
+
+
+def run_script(script: str, args: list[str], timeout: float) -> tuple[str, str | None]:
+    """(stdout, problem or None) of one benchmark process."""
+    try:
+        done = subprocess.run([sys.executable, str(HERE / script), *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "", f"did not finish within {timeout:g} s"
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        return done.stdout, f"exit {done.returncode}: {tail[0]}"
+    return done.stdout, None
+
+
+def run(name: str, script: str, args: list[str], timeout: float, repeat: int = 1) -> Run:
+    result = Run(name)
+    started = time.perf_counter()
+    for _ in range(repeat):
+        out, problem = run_script(script, args, timeout)
+        result.outputs.append(out)
+        if problem:
+            result.problem = problem
+            break
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """Markdown table rows of a benchmark's output, by their first cell (bold marks removed)."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("| ---"):
+            cells = [c.replace("**", "").strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def cell(run_: Run, row: str, column: int) -> str:
+    """One figure of a benchmark's table: the row whose first cell is ``row`` (or starts with it)."""
+    if run_.problem:
+        return f"failed ({run_.problem})"
+    rows = table_rows(run_.outputs[0])
+    values = rows.get(row) or next((v for k, v in rows.items() if k.startswith(row)), None)
+    return values[column] if values and len(values) > column else "not reported"
+
+
+def router_throughput(run_: Run) -> tuple[str, str]:
+    if run_.problem:
+        return f"failed ({run_.problem})", ""
+    rates = [float(m.group(1)) for out in run_.outputs for m in [re.search(r"->\s*([\d.]+) requests/s", out)] if m]
+    p50s = [float(m.group(1)) for out in run_.outputs for m in [re.search(r"latency p50 (\d+) ms", out)] if m]
+    if not rates:
+        return "not reported", ""
+    return (f"{statistics.median(rates):.1f} requests/s",
+            f"median of {len(rates)} runs of 200 concurrent streams (each: {', '.join(f'{r:.1f}' for r in rates)});"
+            f" p50 latency {statistics.median(p50s):.0f} ms" if p50s else "")
+
+
+def headline(runs: dict[str, Run]) -> list[tuple[str, str, str]]:
+    client, browser, startup, lab, router = (runs.get(k) for k in ("client", "browser", "startup", "lab", "router"))
+    rows = []
+    if client:
+        for label in ("SSE + JSON + typed chunks, one read per event", "SSE decode only, one read per event"):
+            rows.append((f"Stream parsing vs openai SDK: {label}", cell(client, label, 2),
+                         f"orq_core {cell(client, label, 0)} vs SDK {cell(client, label, 1)} events/s, median"))
+        rows.append(("OrqClient.create vs bare httpx post + json.loads (loopback)",
+                     cell(client, "OrqClient.create", 1),
+                     f"median {cell(client, 'OrqClient.create', 0)} µs vs "
+                     f"{cell(client, 'httpx.Client.post + json.loads', 0)} µs per request"))
+        rows.append(("OrqClient.create with an in-memory run log vs bare httpx",
+                     cell(client, "OrqClient.create + run log", 1),
+                     f"median {cell(client, 'OrqClient.create + run log', 0)} µs per request"))
+    if browser:
+        rows.append(("Chat: Enter -> first token painted in Chromium (time_scale 0)",
+                     f"{cell(browser, 'Enter -> first token painted (performance.now)', 0)} ms",
+                     "median of 7 sends; turn finished: "
+                     f"{cell(browser, 'Enter -> turn finished, usage line painted', 0)} ms"))
+    if startup:
+        rows.append(("App start: spawn -> /_stcore/health 200", f"{cell(startup, 'spawn -> /_stcore/health 200', 0)} s",
+                     "median of 5 fresh processes"))
+        rows.append(("App start: spawn -> first page rendered",
+                     f"{cell(startup, 'spawn -> first page rendered (Chat input visible)', 0)} s",
+                     "median of 5, headless Chromium already running"))
+    if lab:
+        rows.append(("Caching Lab overhead per request (wall - time inside client.stream)",
+                     f"{cell(lab, 'lab overhead', 0)} ms", f"lab wall {cell(lab, 'lab run, wall', 0)} ms per request"))
+    if router:
+        figure, detail = router_throughput(router)
+        rows.append(("Local router throughput, streamed, time_scale 0", figure, detail))
+    return rows
+
+
+def machine() -> str:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    version = ""
+    if chromium:
+        try:
+            version = subprocess.run([chromium, "--version"], capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            version = chromium
+    cpu = platform.processor() or platform.machine()
+    return (f"{platform.platform()}, {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+            + (f", {version}" if version else ""))
+
+
+def report(runs: dict[str, Run], titles: dict[str, str], total_s: float) -> str:
+    lines = ["# Benchmarks", "", f"Machine: {machine()}", "",
+             f"Command: `python benchmarks/run_all.py` ({total_s:.0f} s in all, loopback only)", "",
+             "| measure | figure | detail |", "| --- | ---: | --- |"]
+    lines += [f"| {m} | {f} | {d} |" for m, f, d in headline(runs)]
+    for key, run_ in runs.items():
+        lines += ["", f"## {titles[key]} ({run_.seconds:.0f} s)", ""]
+        if run_.problem:
+            lines.append(f"**Failed:** {run_.problem}")
+        lines += [out.rstrip() for out in run_.outputs if out.strip()]
+    return "\n".join(lines) + "\n"
+
+
+PLAN = {  # key: (title, script, args, timeout s, repeats)
+    "client": ("Stream decoding and request overhead (bench_client.py)", "bench_client.py", [], 300, 1),
+    "browser": ("Enter to first token in Chromium (bench_browser.py)", "bench_browser.py", ["--sends", "7"], 300, 1),
+    "startup": ("App cold start (bench_startup.py)", "bench_startup.py", ["--runs", "5"], 300, 1),
+    "lab": ("Caching Lab overhead (bench_lab.py)", "bench_lab.py", [], 300, 1),
+    "router": ("Local router under load (load_router.py)", "load_router.py", ["--requests", "200", "--deadline", "120"],
+               180, ROUTER_RUNS),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", help="also write the report to this file")
+    parser.add_argument("--skip-browser", action="store_true", help="leave out the two Chromium benchmarks")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    runs: dict[str, Run] = {}
+    for key, (title, script, script_args, timeout, repeat) in PLAN.items():
+        if args.skip_browser and key in ("browser", "startup"):
+            continue
+        if not (HERE / script).exists():
+            continue
+        print(f"running {script} ...", file=sys.stderr, flush=True)
+        runs[key] = run(key, script, script_args, timeout, repeat)
+    text = report(runs, {k: v[0] for k, v in PLAN.items()}, time.perf_counter() - started)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    return 1 if any(r.problem for r in runs.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
