@@ -83,6 +83,10 @@ def _connection_choice() -> Connection | None:
     if not key:
         st.sidebar.warning("No API key: paste one above, or switch to the local router.")
         return None
+    if not key.isascii():
+        st.sidebar.error("The API key has characters an API key never has (letters outside ASCII): "
+                         "paste it again from Orq's dashboard.")
+        return None
     return resolve_connection(api_key=key, base_url=base_url)
 
 

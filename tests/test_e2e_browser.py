@@ -4,7 +4,6 @@ would, asserts on visible text and saves a screenshot to artifacts_dir()."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest

@@ -113,7 +113,8 @@ def test_a_429_storm_in_chat_retries_quietly_and_logs_one_row(chat_app, shared_r
 # --- 529 and fallbacks ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("stream", [True, False])
-def test_529_on_the_primary_falls_back_and_the_answer_names_who_answered(local_router, client_for, store, stream, waits):
+def test_529_on_the_primary_falls_back_and_the_answer_names_who_answered(local_router, client_for, store, waits,
+                                                                         stream):
     client = client_for(local_router)
     body = payload(stream=stream, fallbacks=(SONNET_AWS,))
     headers = {FAULT: f"529@{SONNET}"}

@@ -157,7 +157,8 @@ def test_every_page_uses_the_key_and_shows_it_nowhere(page, keyed_env, served_fi
     assert not at.exception, at.exception
     sidebar = " ".join(str(e.value) for e in at.sidebar.success)
     assert "Orq AI Router: reachable" in sidebar  # the router accepts only FAKE_KEY: it was sent
-    assert any("…k9Qz" in c.value for c in at.sidebar.caption)  # the hint: last 4 characters only
+    first_run = {f"first run {k}": v for k, v in element_texts(at).items()}
+    assert any("configured (…k9Qz)" in text for text in first_run.values())  # the walk sees the hint
     if page != "pages/chat.py":
         at.switch_page(page)
         at.run()
@@ -168,7 +169,8 @@ def test_every_page_uses_the_key_and_shows_it_nowhere(page, keyed_env, served_fi
     if page in WITH_CODE_VIEW:
         assert "$ORQ_API_KEY" in codes
     out, err = capfd.readouterr()
-    haystack = {**element_texts(at), **session_reprs(at), **served_files, **run_log_files(keyed_env),
+    assert served_files, "the page served no file (download, image) to search"
+    haystack = {**first_run, **element_texts(at), **session_reprs(at), **served_files, **run_log_files(keyed_env),
                 "code snippets": codes, "captured log": caplog.text, "stdout": out, "stderr": err}
     assert hits(haystack) == []
 
