@@ -7,11 +7,11 @@ from playground_ui.session import page_context
 st.set_page_config(page_title="Claude playground · Orq AI Router", page_icon=":material/token:", layout="wide")
 
 PAGES = [
-    st.Page("pages/chat.py", title="Chat", icon=":material/chat:", default=True),
-    st.Page("pages/vision.py", title="Vision / PDF", icon=":material/image:"),
-    st.Page("pages/tools.py", title="Tools", icon=":material/build:"),
-    st.Page("pages/caching_lab.py", title="Caching Lab", icon=":material/science:"),
-    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("app_pages/chat.py", title="Chat", icon=":material/chat:", default=True),
+    st.Page("app_pages/vision.py", title="Vision / PDF", icon=":material/image:"),
+    st.Page("app_pages/tools.py", title="Tools", icon=":material/build:"),
+    st.Page("app_pages/caching_lab.py", title="Caching Lab", icon=":material/science:"),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
 ]
 
 page = st.navigation(PAGES)

@@ -231,7 +231,7 @@ VISION_CASES = [
 
 @pytest.mark.parametrize("case", VISION_CASES, ids=ids(VISION_CASES))
 def test_vision(case, local_env):
-    at = open_app("pages/vision.py")
+    at = open_app("app_pages/vision.py")
     at.file_uploader[0].set_value([("kept.png", png(), "image/png")]).run()
     at.text_area(key="vision_question").input("What colour is it?").run()
     case.act(at)
@@ -274,7 +274,7 @@ TOOL_CASES = [  # (what is typed in the editor, the sentence expected)
 
 @pytest.mark.parametrize("typed, expected", TOOL_CASES)
 def test_tools(typed, expected, local_env):
-    at = open_app("pages/tools.py")
+    at = open_app("app_pages/tools.py")
     at.text_area(key="tool_editor").set_value(typed).run()
     assert not at.exception, at.exception
     errors = "\n".join(e.value for e in at.error)

@@ -79,7 +79,7 @@ class Browser:
 def ui(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     with running_app(tmp, {"ORQ_LOCAL_ROUTER_TIME_SCALE": TIME_SCALE}) as url, browser_page(tmp) as page:
-        # The very first visit after the server starts is a deep link: see the xfail test below.
+        # The very first visit after the server starts is a deep link: see the test below.
         page.goto(url + "/vision")
         page.get_by_text("Vision", exact=False).first.wait_for()
         page.wait_for_timeout(1500)
@@ -105,12 +105,8 @@ def pdf_file(folder: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "A deep link opened first after the server starts (here /vision) runs pages/vision.py WITHOUT app.py: the "
-    "app keeps its pages in a folder named `pages/`, which Streamlit treats as an old-style (v1) multipage "
-    "folder until st.navigation has run once in the process. The person sees v1 navigation (app, caching lab, "
-    "chat, ...) and 'No usable connection'. Fix: rename pages/ (e.g. app_pages/) and update app.py."))
 def test_a_deep_link_opened_first_after_start_shows_the_page(ui):
+    """The pages live in app_pages/, not pages/: Streamlit would run a pages/ file without app.py."""
     assert "No usable connection" not in ui.first_visit
     assert "local router" in ui.first_visit
 

@@ -235,13 +235,6 @@ def test_a_closed_port_is_a_connection_failure_with_a_sentence(client_for, store
     assert [(r.status, r.error) for r in store.runs()] == [("error", sentence)]
 
 
-PAGES_DIR_BUG = ("app.py's pages live in a folder named `pages/`, which Streamlit also reads as an old-style (v1) "
-                 "multipage folder until st.navigation has run once in the process: AppTest resets that flag on "
-                 "every run, so from the second run on it runs pages/chat.py directly and app.py (the sidebar, "
-                 "page_context) never runs again; a sidebar change after the first run has no effect. The real "
-                 "server shows the same on a deep link opened first after start (see test_e2e_browser). "
-                 "Fix: rename the folder (e.g. app_pages/).")
-
 
 @pytest.fixture
 def dead_router_app(monkeypatch, tmp_path):
@@ -269,7 +262,6 @@ def test_the_app_with_a_dead_router_explains_and_keeps_the_message(dead_router_a
     assert any(m.value == "Hello, anyone?" for m in at.main.markdown)
 
 
-@pytest.mark.xfail(strict=True, reason=PAGES_DIR_BUG)
 def test_after_a_dead_router_switching_to_the_local_router_answers(dead_router_app):
     at, _ = dead_router_app
     at.radio(key="connection_kind").set_value("Local router").run()  # before any send: no retry waits
@@ -336,7 +328,7 @@ def lab_app(monkeypatch, tmp_path, shared_router):
     monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "lab.db"))
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
-    at.switch_page("pages/caching_lab.py")
+    at.switch_page("app_pages/caching_lab.py")
     at.run()
     assert not at.exception
     return at

@@ -26,7 +26,7 @@ def start(monkeypatch, tmp_path):
     def start_app() -> AppTest:
         at = AppTest.from_file(APP, default_timeout=60)
         at.run()
-        at.switch_page("pages/compare.py")
+        at.switch_page("app_pages/compare.py")
         at.run()
         assert not at.exception, at.exception
         return at

@@ -34,7 +34,7 @@ def open_lab(monkeypatch, tmp_path) -> AppTest:
     monkeypatch.setattr(app_test_module, "MemoryMediaFileStorage", RecordingMediaStorage)
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
-    at.switch_page("pages/caching_lab.py")
+    at.switch_page("app_pages/caching_lab.py")
     at.run()
     assert not at.exception, at.exception
     return at

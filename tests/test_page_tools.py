@@ -27,7 +27,7 @@ def page(monkeypatch, tmp_path):
     monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "tools.db"))
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
-    at.switch_page("pages/tools.py")
+    at.switch_page("app_pages/tools.py")
     at.run()
     assert not at.exception, at.exception
     return at
@@ -197,7 +197,7 @@ def test_spend_guard_refuses_before_sending(monkeypatch, tmp_path):
     monkeypatch.setenv("ORQ_SPEND_BUDGET_USD", "0.0001")
     page = AppTest.from_file(APP, default_timeout=60)
     page.run()
-    page.switch_page("pages/tools.py")
+    page.switch_page("app_pages/tools.py")
     page.run()
     assert page.session_state["ctx"].budget_usd == pytest.approx(0.0001)
     session = run_prompt(page, "What is 1234 * 5678?")

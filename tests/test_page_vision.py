@@ -53,7 +53,7 @@ def open_page(monkeypatch, tmp_path) -> AppTest:
     monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "vision.db"))
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
-    at.switch_page("pages/vision.py")
+    at.switch_page("app_pages/vision.py")
     at.run()
     assert not at.exception, at.exception
     return at

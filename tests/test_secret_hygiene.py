@@ -144,9 +144,9 @@ def drive_caching_lab(at: AppTest) -> None:
     assert [r.status for r in at.session_state["lab_result"].records] == ["ok"] * 4
 
 
-WITH_CODE_VIEW = ("pages/chat.py", "pages/vision.py", "pages/tools.py")
-PAGES = {"pages/chat.py": drive_chat, "pages/vision.py": drive_vision, "pages/tools.py": drive_tools,
-         "pages/caching_lab.py": drive_caching_lab, "pages/compare.py": drive_compare}
+WITH_CODE_VIEW = ("app_pages/chat.py", "app_pages/vision.py", "app_pages/tools.py")
+PAGES = {"app_pages/chat.py": drive_chat, "app_pages/vision.py": drive_vision, "app_pages/tools.py": drive_tools,
+         "app_pages/caching_lab.py": drive_caching_lab, "app_pages/compare.py": drive_compare}
 
 
 @pytest.mark.parametrize("page", list(PAGES))
@@ -159,7 +159,7 @@ def test_every_page_uses_the_key_and_shows_it_nowhere(page, keyed_env, served_fi
     assert "Orq AI Router: reachable" in sidebar  # the router accepts only FAKE_KEY: it was sent
     first_run = {f"first run {k}": v for k, v in element_texts(at).items()}
     assert any("configured (…k9Qz)" in text for text in first_run.values())  # the walk sees the hint
-    if page != "pages/chat.py":
+    if page != "app_pages/chat.py":
         at.switch_page(page)
         at.run()
     PAGES[page](at)
