@@ -3,7 +3,7 @@
 import streamlit as st
 
 from orq_core.conversation import ChatSettings, Conversation, ConversationImportError
-from orq_core.errors import OrqError, describe
+from orq_core.errors import OrqError, describe, must_change_request
 from orq_core.request import cache_write_ttl
 from playground_ui.render import code_view, local_banner, show_error, usage_line
 from playground_ui.session import require_context
@@ -140,24 +140,33 @@ for i, turn in enumerate(conversation.turns):
 
 # --- sending -----------------------------------------------------------------------------------
 
+def take_back_last_user_turn(error: OrqError) -> None:
+    """The request itself was refused: the message leaves the history (or every later turn would
+    fail the same way) and comes back as a draft, with the reason."""
+    st.session_state["draft"] = conversation.last_user_text() or ""
+    conversation.drop_trailing_answers()
+    if conversation.turns:
+        conversation.turns.pop()
+    conversation.save(store)
+    st.session_state["send_error"] = describe(error)
+    st.rerun()
+
+
 def answer_last_user_turn() -> None:
     """Stream the answer to the last user turn; errors become a note in the chat, nothing is lost."""
     try:
         payload = conversation.payload_for_next_answer()
         ctx.guard(payload)
     except OrqError as error:
-        st.session_state["draft"] = conversation.last_user_text() or ""
-        conversation.drop_trailing_answers()
-        if conversation.turns:
-            conversation.turns.pop()
-        st.session_state["send_error"] = describe(error)
-        st.rerun()
+        take_back_last_user_turn(error)
     st.session_state["last_payload"] = payload
     live = LiveAnswer(ctx.client, payload, page="chat")
     with st.chat_message("assistant"):
         try:
             completion = live.run()
         except OrqError as error:
+            if must_change_request(error):
+                take_back_last_user_turn(error)
             conversation.add_error(describe(error))
         else:
             conversation.add_answer(completion, cache_write_ttl(payload))

@@ -120,6 +120,13 @@ def is_retryable(status: int | None) -> bool:
     return status is not None and (status in RETRYABLE_STATUSES or 500 <= status < 600)
 
 
+def must_change_request(error: BaseException) -> bool:
+    """True when resending the same request cannot help (it was refused for what it is), as
+    opposed to when or by whom it was sent (429, 5xx, key, network)."""
+    return isinstance(error, (RequestValidationError, BadRequestError, NotFoundError, PayloadTooLargeError,
+                              UnprocessableEntityError))
+
+
 def error_message_from_body(body: Any, fallback: str) -> str:
     """The server's message wherever it sits: {"error": {"message"}}, {"error": "..."},
     {"message": ...}, {"detail": ...}; else the raw text."""

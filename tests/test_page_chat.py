@@ -132,3 +132,15 @@ def test_spend_guard_refuses_before_sending_and_keeps_the_message(app):
     assert "Not sent: this request could cost up to $0.12" in errors
     assert "An expensive question" in " ".join(c.value for c in app.code)
     assert app.session_state["_spend"].requests == 0
+
+
+def test_refused_request_leaves_history_so_the_next_message_works(app):
+    send(app, "First question")
+    huge = "lorem ipsum dolor sit amet " * 40_000  # more than the 200K context window
+    send(app, huge)
+    assert [t.role for t in conversation(app).turns] == ["user", "assistant"]
+    assert "prompt is too long" in " ".join(e.value for e in app.error)
+    assert app.session_state["draft"] == huge
+    send(app, "A normal follow-up")
+    assert [t.role for t in conversation(app).turns] == ["user", "assistant", "user", "assistant"]
+    assert conversation(app).turns[-1].completion.finish_reason == "stop"
