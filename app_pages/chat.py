@@ -5,7 +5,7 @@ import streamlit as st
 from orq_core.conversation import ChatSettings, Conversation, ConversationImportError
 from orq_core.errors import OrqError, describe, must_change_request
 from orq_core.request import cache_write_ttl
-from playground_ui.render import code_view, local_banner, show_error, usage_line
+from playground_ui.render import code_view, local_banner, usage_line
 from playground_ui.session import require_context
 from playground_ui.streaming import LiveAnswer
 

@@ -70,3 +70,14 @@ def local_router(router_factory):
     """A fresh local router (time_scale=0: no waiting) on a free loopback port."""
     return router_factory()
 
+
+
+@pytest.fixture
+def page_env(monkeypatch, tmp_path):
+    """What every page test needs: no key (so the local router), no simulated waiting, a fresh run
+    log, and no spend budget from the environment."""
+    monkeypatch.delenv("ORQ_API_KEY", raising=False)
+    monkeypatch.delenv("ORQ_SPEND_BUDGET_USD", raising=False)
+    monkeypatch.setenv("ORQ_LOCAL_ROUTER_TIME_SCALE", "0")
+    monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "pages.db"))
+    return tmp_path

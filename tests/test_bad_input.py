@@ -6,18 +6,16 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import pytest
 from fpdf import FPDF
 from PIL import Image
-from streamlit.testing.v1 import AppTest
+from page_support import by_label, open_app
 
 from orq_core.__main__ import main
 from orq_core.emulator import EmulatorSettings, start_local_router
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 SONNET = "anthropic/claude-sonnet-4-5-20250929"
 FIRST = "Keep this first question"
 
@@ -61,26 +59,8 @@ def pdf(pages: int = 1, encrypt: bool = False) -> bytes:
 
 
 @pytest.fixture
-def local_env(monkeypatch, tmp_path):
-    monkeypatch.delenv("ORQ_API_KEY", raising=False)
+def local_env(page_env, monkeypatch):
     monkeypatch.delenv("ORQ_BASE_URL", raising=False)
-    monkeypatch.delenv("ORQ_SPEND_BUDGET_USD", raising=False)
-    monkeypatch.setenv("ORQ_LOCAL_ROUTER_TIME_SCALE", "0")
-    monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "bad.db"))
-
-
-def open_app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    if page:
-        at.switch_page(page)
-        at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def widget(elements, label):
-    return next(e for e in elements if e.label == label)
 
 
 # --- Chat ------------------------------------------------------------------------------------------
@@ -98,13 +78,13 @@ def import_file(data: bytes, name: str = "conversation.json"):
 
 
 def thinking_over_max_tokens(at):
-    widget(at.toggle, "Extended thinking").set_value(True).run()
-    widget(at.number_input, "max_tokens").set_value(1500).run()
+    by_label(at.toggle, "Extended thinking").set_value(True).run()
+    by_label(at.number_input, "max_tokens").set_value(1500).run()
     at.chat_input[0].set_value("Think hard").run()
 
 
 def blank_stop_sequence(at):
-    widget(at.text_input, "Stop sequences (comma-separated)").set_value("END, ,\t").run()
+    by_label(at.text_input, "Stop sequences (comma-separated)").set_value("END, ,\t").run()
     at.chat_input[0].set_value("Count to three").run()
 
 
@@ -184,9 +164,7 @@ KEY_CASES = [  # (ORQ_API_KEY, ORQ_BASE_URL or None for the keyed router, sideba
 def test_connection(key, base_url, expected, usable, local_env, keyed_router, monkeypatch):
     monkeypatch.setenv("ORQ_API_KEY", key)
     monkeypatch.setenv("ORQ_BASE_URL", base_url or keyed_router.base_url)
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
+    at = open_app()
     assert expected in page_text(at.sidebar)
     if usable:
         assert at.chat_input, "the Chat page must still be there"
@@ -210,7 +188,7 @@ def ask_without_question(at):
 
 def broken_data_url(at):
     at.text_input(key="vision_url").input("data:image/png;base64,@@not-base64@@")
-    widget(at.button, "Add as image").click().run()
+    by_label(at.button, "Add as image").click().run()
 
 
 VISION_CASES = [
@@ -279,7 +257,7 @@ def test_tools(typed, expected, local_env):
     assert not at.exception, at.exception
     errors = "\n".join(e.value for e in at.error)
     assert "These definitions are not sent until fixed" in errors and expected in errors
-    assert widget(at.button, "Run").disabled
+    assert by_label(at.button, "Run").disabled
     assert at.text_area(key="tool_editor").value == typed  # what was typed stays, to be fixed
 
 

@@ -1,30 +1,16 @@
 """The Chat page driven through the real entry point against the local router."""
 
 import json
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
+from page_support import by_label, open_app
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 FAKE_KEY = "sk-orq-FAKE-0123456789-SECRET-abcdef"
 
 
 @pytest.fixture
-def app(monkeypatch, tmp_path):
-    monkeypatch.delenv("ORQ_API_KEY", raising=False)
-    monkeypatch.setenv("ORQ_LOCAL_ROUTER_TIME_SCALE", "0")
-    monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "chat.db"))
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def by_label(elements, label):
-    matches = [e for e in elements if e.label == label]
-    assert matches, f"no widget labelled {label!r}: {[e.label for e in elements]}"
-    return matches[0]
+def app(page_env):
+    return open_app()
 
 
 def captions(at) -> str:
@@ -105,9 +91,8 @@ def test_key_in_environment_appears_nowhere(monkeypatch, tmp_path):
     monkeypatch.setenv("ORQ_API_KEY", FAKE_KEY)
     monkeypatch.setenv("ORQ_BASE_URL", "http://127.0.0.1:9/v2/router")  # closed loopback port: never the internet
     monkeypatch.setenv("ORQ_LOCAL_ROUTER_TIME_SCALE", "0")
-    monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "chat.db"))
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
+    monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "pages.db"))
+    at = open_app()
     assert any("…cdef" in c.value for c in at.sidebar.caption)  # "configured (…last 4)"
     by_label(at.radio, "Connection").set_value("Local router").run()
     send(at, "Hello there")
@@ -117,8 +102,8 @@ def test_key_in_environment_appears_nowhere(monkeypatch, tmp_path):
     assert FAKE_KEY not in rendered
     assert FAKE_KEY not in conversation(at).to_json()
     assert FAKE_KEY not in expander_code
-    assert (tmp_path / "chat.db").exists()
-    assert FAKE_KEY.encode() not in (tmp_path / "chat.db").read_bytes()
+    assert (tmp_path / "pages.db").exists()
+    assert FAKE_KEY.encode() not in (tmp_path / "pages.db").read_bytes()
     password = by_label(at.text_input, "API key") if [t for t in at.text_input if t.label == "API key"] else None
     assert password is None or password.value == ""
 

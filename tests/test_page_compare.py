@@ -1,10 +1,9 @@
 """The Compare page driven through the real entry point against the local router."""
 
 import json
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
+from page_support import open_app
 
 from orq_core.cost import cost_of
 from orq_core.store import Store
@@ -13,25 +12,11 @@ SONNET = "anthropic/claude-sonnet-4-5-20250929"
 AWS_SONNET = "aws/anthropic/claude-sonnet-4-5-20250929"
 GOOGLE_SONNET = "google/anthropic/claude-sonnet-4-5-20250929"
 HAIKU = "anthropic/claude-haiku-4-5-20251001"
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 @pytest.fixture
-def start(monkeypatch, tmp_path):
-    monkeypatch.delenv("ORQ_API_KEY", raising=False)
-    monkeypatch.delenv("ORQ_SPEND_BUDGET_USD", raising=False)
-    monkeypatch.setenv("ORQ_LOCAL_ROUTER_TIME_SCALE", "0")
-    monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "compare.db"))
-
-    def start_app() -> AppTest:
-        at = AppTest.from_file(APP, default_timeout=60)
-        at.run()
-        at.switch_page("app_pages/compare.py")
-        at.run()
-        assert not at.exception, at.exception
-        return at
-
-    return start_app
+def start(page_env):
+    return lambda: open_app("app_pages/compare.py")
 
 
 @pytest.fixture
@@ -135,7 +120,7 @@ def test_save_then_open_from_the_sidebar(app, tmp_path):
     send(app, "Hello there.")
     saved_id = comparison(app).id
     app.button(key="cmp_save").click().run()
-    [doc] = Store(tmp_path / "compare.db").list_docs("comparison")
+    [doc] = Store(tmp_path / "pages.db").list_docs("comparison")
     assert doc.id == saved_id and doc.name == "Hello there."
     assert json.dumps(doc.data)  # stored as plain JSON
     app.sidebar.button(key="cmp_new").click().run()

@@ -2,18 +2,18 @@
 
 import csv
 import io
-from pathlib import Path
 
 import pytest
 import streamlit.testing.v1.app_test as app_test_module
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
+from page_support import by_label, open_app
+
 from orq_core.cost import format_usd
 from orq_core.lab import ExperimentResult
 from orq_core.store import Store
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 SONNET = "anthropic/claude-sonnet-4-5-20250929"
 
 
@@ -27,29 +27,14 @@ class RecordingMediaStorage(MemoryMediaFileStorage):
         RecordingMediaStorage.last = self
 
 
-def open_lab(monkeypatch, tmp_path) -> AppTest:
-    monkeypatch.delenv("ORQ_API_KEY", raising=False)
-    monkeypatch.setenv("ORQ_LOCAL_ROUTER_TIME_SCALE", "0")
-    monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "lab.db"))
+def open_lab(monkeypatch) -> AppTest:
     monkeypatch.setattr(app_test_module, "MemoryMediaFileStorage", RecordingMediaStorage)
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("app_pages/caching_lab.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_app("app_pages/caching_lab.py")
 
 
 @pytest.fixture
-def app(monkeypatch, tmp_path):
-    monkeypatch.delenv("ORQ_SPEND_BUDGET_USD", raising=False)
-    return open_lab(monkeypatch, tmp_path)
-
-
-def by_label(elements, label):
-    matches = [e for e in elements if e.label == label]
-    assert matches, f"no element labelled {label!r}: {[e.label for e in elements]}"
-    return matches[0]
+def app(page_env, monkeypatch):
+    return open_lab(monkeypatch)
 
 
 def run_book(at, *, tokens=2_000, requests=3, ttl="5m", arms=("no-cache", "prompt-cache")) -> ExperimentResult:
@@ -125,7 +110,7 @@ def test_run_shows_charts_metrics_and_exports_csv(app, isolated_db, tmp_path):
     assert metric(app, "Hit rate · Prompt caching").value == f"{summary['hit_rate']:.0%}" == "67%"
     assert metric(app, "Break-even · Prompt caching").value == f"request #{summary['break_even_request']}"
 
-    saved_docs = Store(tmp_path / "lab.db").list_docs("experiment")
+    saved_docs = Store(tmp_path / "pages.db").list_docs("experiment")
     assert [d.id for d in saved_docs] == [result.id]
 
     button = by_label(app.download_button, "CSV")
@@ -159,14 +144,14 @@ def test_reopen_from_history_and_compare_two_runs(app):
     assert len(app.get("plotly_chart")) == 3 + 4  # the open run, then cost + latency of A and B
 
 
-def test_spend_guard_refuses_an_experiment_over_budget(monkeypatch, tmp_path):
+def test_spend_guard_refuses_an_experiment_over_budget(page_env, monkeypatch, tmp_path):
     monkeypatch.setenv("ORQ_SPEND_BUDGET_USD", "0.01")  # the sidebar's default budget
-    app = open_lab(monkeypatch, tmp_path)  # (after switch_page, AppTest shows only the page's sidebar)
+    app = open_lab(monkeypatch)
     by_label(app.slider, "Book size (tokens)").set_value(50_000)
     by_label(app.button, "Run experiment").click().run()
     assert any("Not started" in e.value and "budget" in e.value for e in app.error)
     assert "lab_result" not in app.session_state
-    assert Store(tmp_path / "lab.db").list_docs("experiment") == []
+    assert Store(tmp_path / "pages.db").list_docs("experiment") == []
 
 
 def test_failed_request_is_shown_as_failed(app, monkeypatch):

@@ -1,10 +1,9 @@
 """The Tools page through the real entry point against the local router, and its session logic."""
 
 import json
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
+from page_support import by_label, open_app
 
 from orq_core.client import OrqClient
 from orq_core.errors import OrqError
@@ -13,7 +12,6 @@ from orq_core.tool_session import (ANSWER, AWAITING, ERROR, STEP_LIMIT, TRACE_KI
                                    add_template, combine_tools, load_trace_json, tool_choice_value)
 from orq_core.tools import BUILTIN_TOOLS, TEMPLATES
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 MODEL = "anthropic/claude-sonnet-4-5-20250929"
 WEATHER = "It is 17 degrees and drizzling in Paris"
 
@@ -21,22 +19,8 @@ WEATHER = "It is 17 degrees and drizzling in Paris"
 # --- page helpers ------------------------------------------------------------------------------
 
 @pytest.fixture
-def page(monkeypatch, tmp_path):
-    monkeypatch.delenv("ORQ_API_KEY", raising=False)
-    monkeypatch.setenv("ORQ_LOCAL_ROUTER_TIME_SCALE", "0")
-    monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "tools.db"))
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("app_pages/tools.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def by_label(elements, label):
-    matches = [e for e in elements if e.label == label]
-    assert matches, f"no widget labelled {label!r}: {[e.label for e in elements]}"
-    return matches[0]
+def page(page_env):
+    return open_app("app_pages/tools.py")
 
 
 def click(at, label):
@@ -191,14 +175,9 @@ def test_definition_editor_is_validated_as_you_type(page):
     assert not by_label(page.button, "Run").disabled
 
 
-def test_spend_guard_refuses_before_sending(monkeypatch, tmp_path):
-    monkeypatch.delenv("ORQ_API_KEY", raising=False)
-    monkeypatch.setenv("ORQ_LOCAL_ROUTER_TIME_SCALE", "0")
+def test_spend_guard_refuses_before_sending(page_env, monkeypatch):
     monkeypatch.setenv("ORQ_SPEND_BUDGET_USD", "0.0001")
-    page = AppTest.from_file(APP, default_timeout=60)
-    page.run()
-    page.switch_page("app_pages/tools.py")
-    page.run()
+    page = open_app("app_pages/tools.py")
     assert page.session_state["ctx"].budget_usd == pytest.approx(0.0001)
     session = run_prompt(page, "What is 1234 * 5678?")
     assert session.status == ERROR and session.steps[0].completion is None

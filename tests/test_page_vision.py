@@ -4,14 +4,12 @@ camera drivers) and the local router, which reads the files' real pixels and tex
 import io
 import os
 import re
-from pathlib import Path
 
 import pytest
 from fpdf import FPDF
 from PIL import Image
-from streamlit.testing.v1 import AppTest
+from page_support import by_label, open_app
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 def png(width: int, height: int, colour=(30, 60, 220)) -> bytes:
@@ -43,26 +41,8 @@ def pdf(pages: int, title: str, words: int = 40) -> bytes:
 
 
 @pytest.fixture
-def app(monkeypatch, tmp_path):
-    return open_page(monkeypatch, tmp_path)
-
-
-def open_page(monkeypatch, tmp_path) -> AppTest:
-    monkeypatch.delenv("ORQ_API_KEY", raising=False)
-    monkeypatch.setenv("ORQ_LOCAL_ROUTER_TIME_SCALE", "0")
-    monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "vision.db"))
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("app_pages/vision.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def by_label(elements, label):
-    matches = [e for e in elements if e.label == label]
-    assert matches, f"no widget labelled {label!r}: {[e.label for e in elements]}"
-    return matches[0]
+def app(page_env):
+    return open_app("app_pages/vision.py")
 
 
 def texts(elements) -> str:
@@ -172,9 +152,9 @@ def test_view_code_abbreviates_base64(app):
     assert len(code) < 20_000
 
 
-def test_refused_request_keeps_question_and_files(monkeypatch, tmp_path):
+def test_refused_request_keeps_question_and_files(page_env, monkeypatch):
     monkeypatch.setenv("ORQ_SPEND_BUDGET_USD", "0.0001")  # the sidebar's spend guard starts there
-    app = open_page(monkeypatch, tmp_path)
+    app = open_app("app_pages/vision.py")
     upload(app, ("report.pdf", pdf(1, "Tiny"), "application/pdf"))
     ask(app, "Will this be sent?")
     assert "Not sent" in texts(app.error)
