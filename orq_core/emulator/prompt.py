@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..request import cache_breakpoints
 from ..tokens import image_tokens, pdf_page_tokens, text_tokens
@@ -59,14 +59,37 @@ def _digest(value: Any) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
+def _no_digest(value: Any) -> bytes:
+    """Counting tokens needs no digests: skipping them spares serialising inline files."""
+    return b""
+
+
 def _without_cache_control(value: dict) -> dict:
     return {k: v for k, v in value.items() if k != "cache_control"}
 
 
 # --- media ---------------------------------------------------------------------------------
 
-@lru_cache(maxsize=64)
+_MEDIA_TOKENS: OrderedDict[tuple[int, int], int] = OrderedDict()
+_MEDIA_TOKENS_KEPT = 256
+
+
 def _data_url_tokens(url: str) -> int:
+    """Tokens of an inline file, remembered by the URL's length and hash (a str caches its hash,
+    so this copies nothing), not by the URL itself: a cache holding the strings would keep
+    every 40 MB PDF a session ever sent alive."""
+    key = (len(url), hash(url))
+    if key in _MEDIA_TOKENS:
+        _MEDIA_TOKENS.move_to_end(key)
+        return _MEDIA_TOKENS[key]
+    tokens = _decode_and_count(url)
+    _MEDIA_TOKENS[key] = tokens
+    if len(_MEDIA_TOKENS) > _MEDIA_TOKENS_KEPT:
+        _MEDIA_TOKENS.popitem(last=False)
+    return tokens
+
+
+def _decode_and_count(url: str) -> int:
     """Tokens of an inline image or PDF, decoded for real. Undecodable data (which the media
     check rejects before this is reached) falls back to the URL estimates."""
     from .. import media
@@ -108,14 +131,14 @@ def part_tokens(part: dict) -> int:
 
 # --- segmentation --------------------------------------------------------------------------
 
-def _tool_blocks(tools: list) -> Iterator[Block]:
+def _tool_blocks(tools: list, digest: Callable[[Any], bytes]) -> Iterator[Block]:
     for i, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) else None
         function = _without_cache_control(function) if isinstance(function, dict) else {}
         tokens = TOOL_OVERHEAD_TOKENS + text_tokens(json.dumps(function, sort_keys=True, ensure_ascii=False))
         if i == 0:
             tokens += TOOL_USE_SYSTEM_PROMPT_TOKENS
-        yield Block(f"tools[{i}]", tokens, _digest({"tool": function}))
+        yield Block(f"tools[{i}]", tokens, digest({"tool": function}))
 
 
 def _message_header(message: dict) -> dict:
@@ -125,7 +148,7 @@ def _message_header(message: dict) -> dict:
     return header
 
 
-def _message_blocks(i: int, message: dict) -> Iterator[Block]:
+def _message_blocks(i: int, message: dict, digest: Callable[[Any], bytes]) -> Iterator[Block]:
     """The message's blocks; the first carries the per-message overhead and the role."""
     header = _message_header(message)
     units: list[tuple[str, int, Any]] = []
@@ -146,9 +169,9 @@ def _message_blocks(i: int, message: dict) -> Iterator[Block]:
         units.append((f"messages[{i}]", 0, None))
     for n, (path, tokens, value) in enumerate(units):
         if n == 0:
-            yield Block(path, tokens + MESSAGE_OVERHEAD_TOKENS, _digest({"message": header, "unit": value}))
+            yield Block(path, tokens + MESSAGE_OVERHEAD_TOKENS, digest({"message": header, "unit": value}))
         else:
-            yield Block(path, tokens, _digest({"unit": value}))
+            yield Block(path, tokens, digest({"unit": value}))
 
 
 def _ordered_messages(messages: list) -> list[tuple[int, dict]]:
@@ -171,16 +194,20 @@ def _mark_breakpoints(blocks: list[Block], payload: dict) -> list[Block]:
     return marked
 
 
-def segment_prompt(payload: dict) -> list[Block]:
-    """The prompt's blocks in prefix order, with breakpoints marked."""
+def _blocks(payload: dict, digest: Callable[[Any], bytes]) -> list[Block]:
     tools = payload.get("tools") if isinstance(payload.get("tools"), list) else []
     messages = payload.get("messages") if isinstance(payload.get("messages"), list) else []
-    blocks = list(_tool_blocks(tools))
+    blocks = list(_tool_blocks(tools, digest))
     for i, message in _ordered_messages(messages):
-        blocks.extend(_message_blocks(i, message))
-    return _mark_breakpoints(blocks, payload)
+        blocks.extend(_message_blocks(i, message, digest))
+    return blocks
+
+
+def segment_prompt(payload: dict) -> list[Block]:
+    """The prompt's blocks in prefix order, with breakpoints marked."""
+    return _mark_breakpoints(_blocks(payload, _digest), payload)
 
 
 def count_prompt_tokens(payload: dict) -> int:
     """All input tokens the local router will report for ``payload`` (cached or not)."""
-    return sum(block.tokens for block in segment_prompt(payload))
+    return sum(block.tokens for block in _blocks(payload, _no_digest))
