@@ -27,7 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser import CHROMIUM_ARGS, chromium_path, free_port  # noqa: E402
+from browser import CHROMIUM_ARGS, chromium_path, free_port, stop_process  # noqa: E402
 
 POLL_S = 0.01
 DEADLINE_S = 60.0
@@ -79,11 +79,7 @@ def one_start(browser, workdir: Path, run: int) -> tuple[float, float]:
         finally:
             context.close()
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         log.close()
     return healthy, rendered
 
