@@ -23,7 +23,7 @@ from .usage import Usage
 
 DB_ENV = "ORQ_PLAYGROUND_DB"
 DEFAULT_DB_PATH = Path("~/.local/share/orq-playground/playground.db")
-DOC_KINDS = ("conversation", "experiment", "comparison", "tool_trace")
+DOC_KINDS = ("conversation", "experiment", "comparison", "tool_trace", "batch", "notebook")
 
 _BEARER = re.compile(r"Bearer\s+[^\s\"'\\,;]+", re.IGNORECASE)
 _SCRUBBED = "Bearer [redacted]"
@@ -61,6 +61,14 @@ CREATE TABLE IF NOT EXISTS docs (
     PRIMARY KEY (kind, id)
 );
 CREATE INDEX IF NOT EXISTS docs_kind_updated ON docs (kind, updated);
+CREATE TABLE IF NOT EXISTS doc_items (
+    kind TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    data TEXT NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (kind, doc_id, key)
+);
 """
 
 _RUN_COLUMNS = ("id, ts, page, model, answered_by, status, http_status, input_tokens, cache_read_tokens, "
@@ -198,8 +206,38 @@ class Store:
         return cursor.rowcount > 0
 
     def delete_doc(self, kind: str, doc_id: str) -> bool:
+        """Deletes the document and its items."""
+        self.delete_items(kind, doc_id)
         cursor = self._write("DELETE FROM docs WHERE kind = ? AND id = ?", (kind, doc_id))
         return cursor.rowcount > 0
+
+    # --- items of a document (saved one at a time as long work goes on) --------------------------
+    # A batch's rows, a lab run's records, a ledger's entries: each is written on its own as it
+    # arrives, so a killed server loses only what was in flight, and a 10,000-row batch never
+    # rewrites one growing JSON blob.
+
+    def put_item(self, kind: str, doc_id: str, key: str, data: dict) -> None:
+        """Insert or replace the item ``key`` of document (kind, doc_id)."""
+        self._write(
+            "INSERT INTO doc_items (kind, doc_id, key, data, updated) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (kind, doc_id, key) DO UPDATE SET data = excluded.data, updated = excluded.updated",
+            (kind, doc_id, key, scrub(json.dumps(data, default=str)), self._clock()),
+        )
+
+    def get_item(self, kind: str, doc_id: str, key: str) -> dict | None:
+        rows = self._read("SELECT data FROM doc_items WHERE kind = ? AND doc_id = ? AND key = ?",
+                          (kind, doc_id, key))
+        return _loads(rows[0][0]) if rows else None
+
+    def items(self, kind: str, doc_id: str) -> list[tuple[str, dict]]:
+        """Every (key, data) of the document, ordered by key (zero-pad numeric keys)."""
+        rows = self._read("SELECT key, data FROM doc_items WHERE kind = ? AND doc_id = ? ORDER BY key",
+                          (kind, doc_id))
+        return [(key, _loads(data)) for key, data in rows]
+
+    def delete_items(self, kind: str, doc_id: str) -> int:
+        cursor = self._write("DELETE FROM doc_items WHERE kind = ? AND doc_id = ?", (kind, doc_id))
+        return cursor.rowcount
 
 
 def _run_from_row(row: tuple) -> RunRecord:

@@ -176,3 +176,29 @@ def test_default_instance_is_shared_per_path(monkeypatch, tmp_path):
     monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "two.db"))
     assert Store.default() is not one
     assert Store.default().path == tmp_path / "two.db"
+
+
+def test_items_are_saved_one_at_a_time_replaced_by_key_and_ordered_by_key(store):
+    store.save_doc("batch", "b1", "a batch", {"settings": 1})
+    store.put_item("batch", "b1", "00000002:0", {"row": 2, "status": "ok"})
+    store.put_item("batch", "b1", "00000001:0", {"row": 1, "status": "error"})
+    store.put_item("batch", "b1", "00000001:0", {"row": 1, "status": "ok"})
+    store.put_item("batch", "other", "00000001:0", {"row": 99})
+    assert store.items("batch", "b1") == [("00000001:0", {"row": 1, "status": "ok"}),
+                                          ("00000002:0", {"row": 2, "status": "ok"})]
+    assert store.get_item("batch", "b1", "00000002:0") == {"row": 2, "status": "ok"}
+    assert store.get_item("batch", "b1", "missing") is None
+
+
+def test_deleting_a_document_deletes_its_items_only(store):
+    store.save_doc("batch", "b1", "a batch", {})
+    store.put_item("batch", "b1", "k", {"v": 1})
+    store.put_item("batch", "b2", "k", {"v": 2})
+    assert store.delete_doc("batch", "b1") is True
+    assert store.items("batch", "b1") == []
+    assert store.items("batch", "b2") == [("k", {"v": 2})]
+
+
+def test_items_scrub_bearer_tokens(store):
+    store.put_item("experiment", "e1", "0", {"error": "sent Authorization: Bearer sk-secret-123"})
+    assert "sk-secret-123" not in json.dumps(store.items("experiment", "e1"))
