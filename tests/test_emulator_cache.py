@@ -228,3 +228,73 @@ def test_at_most_four_breakpoints(local_router, count, status):
     parts = [cached_text(f"part {n} " + "x " * 300) for n in range(count)]
     response = post(local_router, chat([{"role": "user", "content": parts}]))
     assert response.status_code == status
+
+
+# --- an entry is readable only once its writer starts answering ---------------------------------------
+
+def sonnet_ttft_seconds(written: int, uncached: int) -> float:
+    from orq_core.emulator.latency import predicted_ttft_ms
+    return predicted_ttft_ms(SONNET, uncached, 0, written) / 1000
+
+
+def test_an_entry_is_unreadable_until_its_writer_answers_then_readable(fake_clock):
+    cache = PromptCache(clock=fake_clock)
+    blocks = segment_prompt(chat([system_cached(), {"role": "user", "content": "q"}]))
+
+    def process():
+        return cache.process(api_key="k", model_slug=SONNET, blocks=blocks, min_cacheable=1024,
+                             ready_after=lambda outcome: 2.0)
+
+    assert process().write_tokens == 1203
+    fake_clock.advance(1.999)
+    again = process()  # arrives before the first byte of the writer: writes again
+    assert (again.read_tokens, again.write_tokens) == (0, 1203)
+    fake_clock.advance(0.001)  # the first writer's first byte: readable now, not at the rewrite's
+    read = process()
+    assert (read.read_tokens, read.write_tokens) == (1203, 0)
+
+
+def test_without_a_delay_an_entry_is_readable_at_once():
+    cache = PromptCache(clock=lambda: 5.0)
+    blocks = segment_prompt(chat([system_cached(), {"role": "user", "content": "q"}]))
+    outcomes = [cache.process(api_key="k", model_slug=SONNET, blocks=blocks, min_cacheable=1024) for _ in range(2)]
+    assert [(o.read_tokens, o.write_tokens) for o in outcomes] == [(0, 1203), (1203, 0)]
+
+
+def test_over_http_a_request_before_the_writers_ttft_writes_again(router_factory, fake_clock, wait_recorder):
+    router = router_factory(time_scale=1, clock=fake_clock, sleep=wait_recorder)
+    payload = chat([system_cached(), {"role": "user", "content": "q"}])
+    uncached = count_prompt_tokens(payload) - 1203
+    first = usage_of(post(router, payload))
+    fake_clock.advance(sonnet_ttft_seconds(1203, uncached) - 0.01)
+    second = usage_of(post(router, payload))
+    fake_clock.advance(0.01)
+    third = usage_of(post(router, payload))
+    assert [(u.cache_read_tokens, u.cache_write_tokens) for u in (first, second, third)] == [
+        (0, 1203), (0, 1203), (1203, 0)]
+
+
+def test_a_parallel_cold_wave_writes_once_per_request(router_factory, fake_clock, wait_recorder):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    router = router_factory(time_scale=1, clock=fake_clock, sleep=wait_recorder)
+    payload = chat([system_cached(), {"role": "user", "content": "q"}])
+    barrier = threading.Barrier(4)
+
+    def send(_):
+        barrier.wait()
+        return usage_of(post(router, payload))
+
+    with ThreadPoolExecutor(4) as pool:
+        wave = list(pool.map(send, range(4)))
+    assert [u.cache_write_tokens for u in wave] == [1203] * 4
+    fake_clock.advance(10)
+    assert usage_of(post(router, payload)).cache_read_tokens == 1203
+
+
+def test_time_scale_zero_makes_an_entry_readable_at_once(router_factory, fake_clock):
+    router = router_factory(clock=fake_clock)
+    payload = chat([system_cached(), {"role": "user", "content": "q"}])
+    post(router, payload)
+    assert usage_of(post(router, payload)).cache_read_tokens == 1203

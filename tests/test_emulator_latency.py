@@ -79,8 +79,12 @@ def test_a_stream_waits_ttft_then_paces_chunks_at_the_model_rate(router_factory,
     assert sum(wait_recorder.waits[1:]) == pytest.approx(output_ms(SONNET, usage.output_tokens - first_tokens) / 1000)
 
 
-def test_time_scale_multiplies_every_wait_and_a_cache_read_shortens_ttft(router_factory, wait_recorder):
-    router = router_factory(time_scale=0.5, sleep=wait_recorder)
+def test_time_scale_multiplies_every_wait_and_a_cache_read_shortens_ttft(router_factory, wait_recorder, fake_clock):
+    async def wait_on_the_clock(seconds):  # the entry is readable once the writer's first byte is out
+        await wait_recorder(seconds)
+        fake_clock.advance(seconds)
+
+    router = router_factory(time_scale=0.5, sleep=wait_on_the_clock, clock=fake_clock)
     first = Usage.from_wire(post(router, chat()).json()["usage"])
     second = Usage.from_wire(post(router, chat()).json()["usage"])
     assert second.cache_read_tokens > 0

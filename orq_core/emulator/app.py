@@ -441,12 +441,20 @@ class Router:
         answer = compose_answer(ex.payload, model_label=target.model.label, secret=self.settings.secret)
         gen = shape_answer(answer, ex.payload["max_tokens"], stop_sequences(ex.payload))
         outcome = self.prompt_cache.process(api_key=ex.api_key, model_slug=target.slug, blocks=ex.blocks,
-                                            min_cacheable=target.model.min_cacheable)
+                                            min_cacheable=target.model.min_cacheable,
+                                            ready_after=lambda o: self.first_byte_after(target, o))
         usage = Usage(input_tokens=outcome.uncached_tokens, cache_read_tokens=outcome.read_tokens,
                       cache_write_tokens=outcome.write_tokens, output_tokens=gen.output_tokens,
                       reasoning_tokens=gen.reasoning_tokens)
         ttft = predicted_ttft_ms(target.model, outcome.uncached_tokens, outcome.read_tokens, outcome.write_tokens)
         return Result(gen, usage, target.slug, ttft)
+
+    def first_byte_after(self, target: Target, outcome) -> float:
+        """Seconds on the router's clock until this request starts answering: what it writes to
+        the prompt cache becomes readable then (Anthropic: an entry is available only after the
+        first response begins), so a parallel cold wave writes once per request."""
+        ttft_ms = predicted_ttft_ms(target.model, outcome.uncached_tokens, outcome.read_tokens, outcome.write_tokens)
+        return ttft_ms / 1000 * self.settings.time_scale
 
     async def handle(self, request: Request) -> Response:
         ex = await self.prepare(request)

@@ -12,6 +12,11 @@ Prompt-cache rules (Anthropic's prompt-caching documentation):
 - Writes: every breakpoint after the read point whose prefix is long enough is stored;
   ``write_tokens`` = tokens from the read point up to the last stored breakpoint.
 - Everything else is uncached input. TTL 5m or 1h; a read refreshes the entry's expiry.
+- An entry becomes readable only when the request that wrote it starts answering (Anthropic:
+  "a cache entry only becomes available after the first response begins"): ``process`` takes
+  ``ready_after(outcome)``, the seconds until that request's first byte (its emulated TTFT,
+  scaled). Requests arriving before that moment do not see it and write again; a rewrite keeps
+  the earliest readable moment and the latest expiry.
 - Entries are keyed by model slug, not bare model id: Bedrock's and Vertex's caches are not
   Anthropic's, so a fallback to another provider starts cold.
 """
@@ -52,6 +57,7 @@ class CacheOutcome:
 class _Entry:
     expires_at: float
     ttl_seconds: float
+    readable_at: float = 0.0
 
 
 class _ExpiringStore:
@@ -97,8 +103,10 @@ class PromptCache:
         self._clock = clock
         self._store = _ExpiringStore(max_entries)
 
-    def process(self, *, api_key: str, model_slug: str, blocks: list[Block], min_cacheable: int) -> CacheOutcome:
-        """Read the longest cached prefix, write the breakpoints after it, count the rest."""
+    def process(self, *, api_key: str, model_slug: str, blocks: list[Block], min_cacheable: int,
+                ready_after: Callable[[CacheOutcome], float] | None = None) -> CacheOutcome:
+        """Read the longest readable cached prefix, write the breakpoints after it, count the rest.
+        ``ready_after(outcome)``: seconds from now until what this request writes is readable."""
         cumulative, total = [], 0
         for block in blocks:
             total += block.tokens
@@ -111,27 +119,32 @@ class PromptCache:
             now = self._clock()
             read_at = self._read(keys, breakpoints, now)
             read = cumulative[read_at] if read_at >= 0 else 0
-            written_to = self._write(keys, blocks, cumulative, breakpoints, read_at, min_cacheable, now)
-        write = cumulative[written_to] - read if written_to > read_at else 0
-        return CacheOutcome(read, write, total - read - write)
+            to_write = [b for b in breakpoints if b > read_at and cumulative[b] >= min_cacheable]
+            write = cumulative[to_write[-1]] - read if to_write else 0
+            outcome = CacheOutcome(read, write, total - read - write)
+            if to_write:
+                readable_at = now + (max(0.0, ready_after(outcome)) if ready_after else 0.0)
+                self._write(keys, blocks, to_write, now, readable_at)
+        return outcome
 
     def _read(self, keys: list[bytes], breakpoints: list[int], now: float) -> int:
         candidates = {j for b in breakpoints for j in range(max(0, b - LOOKBACK_BLOCKS + 1), b + 1)}
         for j in sorted(candidates, reverse=True):
             entry = self._store.live(keys[j], now)
-            if entry is not None:
+            if entry is not None and entry.readable_at <= now:
                 entry.expires_at = now + entry.ttl_seconds  # a read refreshes the TTL
                 return j
         return -1
 
-    def _write(self, keys, blocks, cumulative, breakpoints, read_at, min_cacheable, now) -> int:
-        written_to = -1
+    def _write(self, keys, blocks, breakpoints, now: float, readable_at: float) -> None:
         for b in breakpoints:
-            if b > read_at and cumulative[b] >= min_cacheable:
-                ttl = TTL_SECONDS[blocks[b].cache_ttl]
-                self._store.put(keys[b], _Entry(now + ttl, ttl), now)
-                written_to = b
-        return written_to
+            ttl = TTL_SECONDS[blocks[b].cache_ttl]
+            entry = _Entry(now + ttl, ttl, readable_at)
+            earlier = self._store.live(keys[b], now)
+            if earlier is not None:  # a write racing an unreadable entry: the first to answer wins
+                entry.readable_at = min(earlier.readable_at, readable_at)
+                entry.expires_at = max(earlier.expires_at, entry.expires_at)
+            self._store.put(keys[b], entry, now)
 
     def clear(self) -> None:
         self._store.clear()
