@@ -24,6 +24,8 @@ Prompt-cache rules (Anthropic's prompt-caching documentation):
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import json
 import threading
 import time
@@ -61,13 +63,17 @@ class _Entry:
 
 
 class _ExpiringStore:
-    """A dict of entries with ``expires_at``; drops the expired (then the soonest to expire)
-    when it grows past ``max_entries``. Callers hold ``lock``."""
+    """A dict of entries with ``expires_at``; past ``max_entries`` it drops the expired, then the
+    soonest to expire. A heap of (expires_at, seq, key, entry) finds them in O(log n); an entry
+    whose expiry moves (``refresh``) gets a new heap item and its old one is skipped when it
+    surfaces. Callers hold ``lock``."""
 
     def __init__(self, max_entries: int):
         self.lock = threading.Lock()
         self.entries: dict[bytes, Any] = {}
         self.max_entries = max_entries
+        self._heap: list[tuple[float, int, bytes, Any]] = []
+        self._seq = itertools.count()
 
     def live(self, key: bytes, now: float) -> Any:
         entry = self.entries.get(key)
@@ -78,14 +84,40 @@ class _ExpiringStore:
 
     def put(self, key: bytes, entry: Any, now: float) -> None:
         self.entries[key] = entry
+        self._push(key, entry)
         if len(self.entries) > self.max_entries:
-            self.entries = {k: e for k, e in self.entries.items() if e.expires_at > now}
-        while len(self.entries) > self.max_entries:
-            del self.entries[min(self.entries, key=lambda k: self.entries[k].expires_at)]
+            self._evict(now)
+
+    def refresh(self, key: bytes, entry: Any, expires_at: float) -> None:
+        """Move an entry's expiry (a prompt-cache read refreshes its TTL)."""
+        entry.expires_at = expires_at
+        self._push(key, entry)
+
+    def _push(self, key: bytes, entry: Any) -> None:
+        heapq.heappush(self._heap, (entry.expires_at, next(self._seq), key, entry))
+        if len(self._heap) > 2 * len(self.entries) + 64:  # refreshes left stale items: compact, amortised O(1)
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._heap = [(e.expires_at, next(self._seq), k, e) for k, e in self.entries.items()]
+        heapq.heapify(self._heap)
+
+    def _current(self, item: tuple[float, int, bytes, Any]) -> bool:
+        expires_at, _, key, entry = item
+        return self.entries.get(key) is entry and entry.expires_at == expires_at
+
+    def _evict(self, now: float) -> None:
+        while self._heap and (self._heap[0][0] <= now or len(self.entries) > self.max_entries):
+            item = heapq.heappop(self._heap)
+            if self._current(item):
+                del self.entries[item[2]]
+            if not self._heap and len(self.entries) > self.max_entries:
+                self._rebuild()  # an expiry moved without refresh(): start again from the dict
 
     def clear(self) -> None:
         with self.lock:
             self.entries.clear()
+            self._heap.clear()
 
 
 def prefix_keys(api_key: str, model_slug: str, blocks: list[Block]) -> list[bytes]:
@@ -132,7 +164,7 @@ class PromptCache:
         for j in sorted(candidates, reverse=True):
             entry = self._store.live(keys[j], now)
             if entry is not None and entry.readable_at <= now:
-                entry.expires_at = now + entry.ttl_seconds  # a read refreshes the TTL
+                self._store.refresh(keys[j], entry, now + entry.ttl_seconds)  # a read refreshes the TTL
                 return j
         return -1
 

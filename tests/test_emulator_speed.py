@@ -1,0 +1,101 @@
+"""The local router's speed work, held by behaviour (never by wall-clock time): cache eviction
+by a heap, token counts memoized by block digest."""
+
+from __future__ import annotations
+
+from orq_core.emulator.cache import PromptCache, _ExpiringStore
+from orq_core.emulator.prompt import segment_prompt
+from orq_core.request import text_part
+
+SONNET = "anthropic/claude-sonnet-4-5-20250929"
+LONG = "word " * 1200
+
+
+class _Entry:
+    """An entry that counts how often its expiry is looked at."""
+
+    reads = 0
+
+    def __init__(self, expires_at: float):
+        self._expires_at = expires_at
+
+    @property
+    def expires_at(self) -> float:
+        _Entry.reads += 1
+        return self._expires_at
+
+    @expires_at.setter
+    def expires_at(self, value: float) -> None:
+        self._expires_at = value
+
+
+def _store(expiries: list[float], cap: int) -> _ExpiringStore:
+    store = _ExpiringStore(cap)
+    for n, expires_at in enumerate(expiries):
+        store.put(f"k{n}".encode(), _Entry(expires_at), now=0.0)
+    return store
+
+
+# --- eviction ------------------------------------------------------------------------------------
+
+def test_at_the_cap_the_soonest_to_expire_goes_and_the_count_stays_at_the_cap():
+    store = _store([10.0, 5.0, 20.0], cap=3)
+    store.put(b"k3", _Entry(15.0), now=0.0)
+    assert sorted(store.entries) == [b"k0", b"k2", b"k3"]
+    store.put(b"k4", _Entry(30.0), now=0.0)
+    assert sorted(store.entries) == [b"k2", b"k3", b"k4"]
+    assert len(store.entries) == 3
+
+
+def test_a_refreshed_entry_is_judged_by_its_new_expiry():
+    store = _store([10.0, 15.0, 20.0], cap=3)
+    store.refresh(b"k0", store.entries[b"k0"], 100.0)
+    store.put(b"k3", _Entry(50.0), now=0.0)
+    assert sorted(store.entries) == [b"k0", b"k2", b"k3"]
+
+
+def test_the_expired_go_first_even_when_later_ones_expire_sooner_than_the_newcomer():
+    store = _store([10.0, 11.0, 300.0, 400.0], cap=4)
+    store.put(b"k4", _Entry(200.0), now=12.0)
+    assert sorted(store.entries) == [b"k2", b"k3", b"k4"]
+
+
+def test_an_insert_at_the_cap_looks_at_a_few_entries_not_all_of_them():
+    store = _store([float(n % 977) + n / 10_000 for n in range(5000)], cap=5000)
+    _Entry.reads = 0
+    for n in range(100):
+        store.put(f"new{n}".encode(), _Entry(2000.0 + n), now=0.0)
+    assert len(store.entries) == 5000
+    assert _Entry.reads < 100 * 10  # a scan would read 5,000 expiries per insert
+
+
+def test_a_store_whose_entries_all_refresh_keeps_its_heap_bounded():
+    store = _store([float(n) for n in range(100)], cap=100)
+    for round_ in range(50):
+        for key, entry in list(store.entries.items()):
+            store.refresh(key, entry, 1000.0 + round_)
+    assert len(store._heap) <= 2 * len(store.entries) + 64
+    store.put(b"new", _Entry(5000.0), now=0.0)
+    assert len(store.entries) == 100 and b"new" in store.entries
+
+
+def test_a_prompt_cache_read_refreshes_so_the_unread_entry_is_evicted_first():
+    clock = [0.0]
+    cache = PromptCache(clock=lambda: clock[0], max_entries=2)
+
+    def send(text: str):
+        payload = {"model": SONNET, "max_tokens": 64, "messages": [
+            {"role": "system", "content": [text_part(text + LONG, cache_ttl="5m")]},
+            {"role": "user", "content": "q"}]}
+        return cache.process(api_key="k", model_slug=SONNET, blocks=segment_prompt(payload), min_cacheable=1024)
+
+    send("a ")
+    clock[0] = 100.0
+    send("b ")
+    clock[0] = 200.0
+    assert send("a ").read_tokens > 0  # a now expires at 500, b at 400
+    clock[0] = 250.0
+    send("c ")
+    assert len(cache) == 2
+    assert send("a ").read_tokens > 0
+    assert send("b ").read_tokens == 0
