@@ -99,3 +99,66 @@ def test_a_prompt_cache_read_refreshes_so_the_unread_entry_is_evicted_first():
     assert len(cache) == 2
     assert send("a ").read_tokens > 0
     assert send("b ").read_tokens == 0
+
+
+# --- token counts memoized by block digest ---------------------------------------------------------
+
+def _long_chat(question: str, tools: list | None = None) -> dict:
+    payload = {"model": SONNET, "max_tokens": 64, "messages": [
+        {"role": "system", "content": [text_part("prefix " + LONG * 10, cache_ttl="5m")]},
+        {"role": "user", "content": question}]}
+    if tools:
+        payload["tools"] = tools
+    return payload
+
+
+def _counting_text_tokens(monkeypatch) -> list[int]:
+    from orq_core.emulator import prompt
+
+    lengths: list[int] = []
+    real = prompt.text_tokens
+
+    def counting(text: str) -> int:
+        lengths.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(prompt, "text_tokens", counting)
+    return lengths
+
+
+def test_a_resent_long_prefix_is_not_tokenized_again(monkeypatch):
+    lengths = _counting_text_tokens(monkeypatch)
+    first = segment_prompt(_long_chat("first question"))
+    second = segment_prompt(_long_chat("second question"))
+    long_counts = [n for n in lengths if n > 10_000]
+    assert long_counts == [len("prefix " + LONG * 10)]  # counted once, for the first request only
+    assert first[0] == second[0]
+    assert first[1].tokens != second[1].tokens or first[1].digest != second[1].digest
+
+
+def test_remembered_counts_equal_fresh_counts_for_every_block_kind():
+    from orq_core.emulator import prompt
+
+    tool = {"type": "function", "function": {"name": "look_up", "description": "Look a word up.",
+                                             "parameters": {"type": "object", "properties": {}}}}
+    payload = _long_chat("q", tools=[tool, {**tool, "function": {**tool["function"], "name": "other"}}])
+    payload["messages"] += [
+        {"role": "assistant", "content": "calling", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "look_up", "arguments": '{"w": "x"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "a result"}]
+    prompt._TOKENS_BY_DIGEST.clear()
+    fresh = segment_prompt(payload)
+    remembered = segment_prompt(payload)
+    assert remembered == fresh
+    assert sum(b.tokens for b in fresh) == prompt.count_prompt_tokens(payload)
+
+
+def test_the_first_tool_keeps_the_tool_use_overhead_when_its_twin_was_counted_elsewhere():
+    from orq_core.emulator.prompt import TOOL_USE_SYSTEM_PROMPT_TOKENS
+
+    a = {"type": "function", "function": {"name": "a", "parameters": {"type": "object", "properties": {}}}}
+    b = {"type": "function", "function": {"name": "b", "parameters": {"type": "object", "properties": {}}}}
+    ab = segment_prompt(_long_chat("q", tools=[a, b]))
+    ba = segment_prompt(_long_chat("q", tools=[b, a]))
+    assert ab[0].tokens == ba[1].tokens + TOOL_USE_SYSTEM_PROMPT_TOKENS
+    assert ab[1].tokens + TOOL_USE_SYSTEM_PROMPT_TOKENS == ba[0].tokens

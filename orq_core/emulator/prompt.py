@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -129,16 +130,44 @@ def part_tokens(part: dict) -> int:
     return text_tokens(json.dumps(part, ensure_ascii=False))
 
 
+# --- token counts remembered by block digest ------------------------------------------------
+
+_TOKENS_BY_DIGEST: OrderedDict[bytes, int] = OrderedDict()
+_TOKENS_BY_DIGEST_KEPT = 4096
+_TOKENS_LOCK = threading.Lock()
+
+
+def _counted(digest: bytes, count: Callable[[], int]) -> int:
+    """``count()``, remembered by the block's digest: a conversation resends the same long
+    prefix on every turn, and hashing it is far cheaper than tokenizing it again. A block's
+    digest covers everything its count reads (only cache_control is left out of both)."""
+    if not digest:
+        return count()
+    with _TOKENS_LOCK:
+        tokens = _TOKENS_BY_DIGEST.get(digest)
+        if tokens is not None:
+            _TOKENS_BY_DIGEST.move_to_end(digest)
+            return tokens
+    tokens = count()
+    with _TOKENS_LOCK:
+        _TOKENS_BY_DIGEST[digest] = tokens
+        if len(_TOKENS_BY_DIGEST) > _TOKENS_BY_DIGEST_KEPT:
+            _TOKENS_BY_DIGEST.popitem(last=False)
+    return tokens
+
+
 # --- segmentation --------------------------------------------------------------------------
 
 def _tool_blocks(tools: list, digest: Callable[[Any], bytes]) -> Iterator[Block]:
     for i, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) else None
         function = _without_cache_control(function) if isinstance(function, dict) else {}
-        tokens = TOOL_OVERHEAD_TOKENS + text_tokens(json.dumps(function, sort_keys=True, ensure_ascii=False))
+        block_digest = digest({"tool": function})
+        tokens = _counted(block_digest, lambda: TOOL_OVERHEAD_TOKENS + text_tokens(
+            json.dumps(function, sort_keys=True, ensure_ascii=False)))
         if i == 0:
             tokens += TOOL_USE_SYSTEM_PROMPT_TOKENS
-        yield Block(f"tools[{i}]", tokens, digest({"tool": function}))
+        yield Block(f"tools[{i}]", tokens, block_digest)
 
 
 def _message_header(message: dict) -> dict:
@@ -151,27 +180,40 @@ def _message_header(message: dict) -> dict:
 def _message_blocks(i: int, message: dict, digest: Callable[[Any], bytes]) -> Iterator[Block]:
     """The message's blocks; the first carries the per-message overhead and the role."""
     header = _message_header(message)
-    units: list[tuple[str, int, Any]] = []
+    units: list[tuple[str, Callable[[], int], Any]] = []
     content = message.get("content")
     if isinstance(content, list):
         for j, part in enumerate(content):
             if isinstance(part, dict):
-                units.append((f"messages[{i}].content[{j}]", part_tokens(part), _without_cache_control(part)))
+                units.append((f"messages[{i}].content[{j}]", _part_counter(part), _without_cache_control(part)))
     elif isinstance(content, str) and (content or not message.get("tool_calls")):
         # A string is one text block to Claude: same digest as [{"type": "text", "text": ...}].
-        units.append((f"messages[{i}]", text_tokens(content), {"type": "text", "text": content}))
+        units.append((f"messages[{i}]", _text_counter(content), {"type": "text", "text": content}))
     for k, call in enumerate(message.get("tool_calls") or []):
-        function = (call.get("function") or {}) if isinstance(call, dict) else {}
-        tokens = (TOOL_CALL_OVERHEAD_TOKENS + text_tokens(str(function.get("name") or ""))
-                  + text_tokens(str(function.get("arguments") or "")))
-        units.append((f"messages[{i}].tool_calls[{k}]", tokens, call))
+        units.append((f"messages[{i}].tool_calls[{k}]", _call_counter(call), call))
     if not units:
-        units.append((f"messages[{i}]", 0, None))
-    for n, (path, tokens, value) in enumerate(units):
+        units.append((f"messages[{i}]", lambda: 0, None))
+    for n, (path, count, value) in enumerate(units):
         if n == 0:
-            yield Block(path, tokens + MESSAGE_OVERHEAD_TOKENS, digest({"message": header, "unit": value}))
+            block_digest = digest({"message": header, "unit": value})
+            yield Block(path, _counted(block_digest, count) + MESSAGE_OVERHEAD_TOKENS, block_digest)
         else:
-            yield Block(path, tokens, digest({"unit": value}))
+            block_digest = digest({"unit": value})
+            yield Block(path, _counted(block_digest, count), block_digest)
+
+
+def _part_counter(part: dict) -> Callable[[], int]:
+    return lambda: part_tokens(part)
+
+
+def _text_counter(text: str) -> Callable[[], int]:
+    return lambda: text_tokens(text)
+
+
+def _call_counter(call: Any) -> Callable[[], int]:
+    function = (call.get("function") or {}) if isinstance(call, dict) else {}
+    return lambda: (TOOL_CALL_OVERHEAD_TOKENS + text_tokens(str(function.get("name") or ""))
+                    + text_tokens(str(function.get("arguments") or "")))
 
 
 def _ordered_messages(messages: list) -> list[tuple[int, dict]]:
