@@ -59,6 +59,14 @@ class StreamInterrupted(OrqError):
         self.partial = partial
 
 
+class StoreConfigError(OrqError):
+    """ORQ_PLAYGROUND_DB names neither a usable file path nor a postgresql:// URL."""
+
+
+class StoreUnavailable(OrqError):
+    """The store (a PostgreSQL server, a database file) could not be opened or reached."""
+
+
 class APIStatusError(OrqError):
     """The router answered with an error status."""
 

@@ -133,10 +133,26 @@ def _target_choice() -> Target:
     return Target(model, provider)
 
 
+def person_store() -> Store:
+    """The store seen by the person in this browser session: only their own documents and runs.
+    A store that cannot be opened stops the app with a sentence (never a traceback)."""
+    try:
+        return Store.default().for_owner(current_owner())
+    except OrqError as error:
+        st.error(describe(error))
+        st.stop()
+
+
+def current_owner() -> str:
+    """'' (the single user) until identity is configured."""
+    return ""
+
+
 def page_context() -> PageContext | None:
     """Render the shared sidebar and return what a page needs; None when no connection is usable."""
     st.sidebar.markdown("### Connection")
-    spend = st.session_state.setdefault("_spend", SessionSpend(Store.default()))
+    store = person_store()
+    spend = st.session_state.setdefault("_spend", SessionSpend(store))
     connection = _connection_choice()
     st.sidebar.markdown("### Model")
     target = _target_choice()
@@ -152,7 +168,7 @@ def page_context() -> PageContext | None:
     _ping_status(client, connection)
     if connection.local:
         st.sidebar.caption("Figures show what Orq would charge for these tokens; the local router bills nothing.")
-    return PageContext(connection, client, target, spend, budget, Store.default())
+    return PageContext(connection, client, target, spend, budget, store)
 
 
 def require_context() -> PageContext:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pg_support import postgres_server  # noqa: F401  (session fixture: a throwaway PostgreSQL)
+
 
 @pytest.fixture(autouse=True)
 def isolated_db(tmp_path, monkeypatch):

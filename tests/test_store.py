@@ -4,9 +4,12 @@ import threading
 
 import pytest
 
-from orq_core.store import Doc, Store, default_db_path, scrub
+from orq_core.errors import StoreConfigError, describe
+from orq_core.store import Doc, Store, default_db_path, resolve_location, scrub
+from orq_core.store.migrations import LATEST, MIGRATIONS
 from orq_core.types import RunRecord
 from orq_core.usage import Usage
+from pg_support import BACKENDS, store_target
 
 
 class FakeClock:
@@ -17,8 +20,26 @@ class FakeClock:
         return self.now
 
 
+@pytest.fixture(params=BACKENDS)
+def target(request, tmp_path) -> str:
+    """Where a store lives: a fresh SQLite file, or a fresh schema on the throwaway PostgreSQL."""
+    return store_target(request.param, request, tmp_path)
+
+
 @pytest.fixture
-def store(tmp_path):
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(target, clock):
+    s = Store(target, clock=clock)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
     s = Store(tmp_path / "runs.db", clock=FakeClock())
     yield s
     s.close()
@@ -43,8 +64,8 @@ def test_run_round_trip_keeps_every_field(store):
         0.01, 120.5, 900.25, 200, "req_1", 1234.5)
 
 
-def test_usage_is_stored_in_separate_integer_columns(store, tmp_path):
-    store.log_run(record())
+def test_usage_is_stored_in_separate_integer_columns(sqlite_store, tmp_path):
+    sqlite_store.log_run(record())
     row = sqlite3.connect(tmp_path / "runs.db").execute(
         "SELECT input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens, "
         "typeof(input_tokens), usage_json FROM runs").fetchone()
@@ -66,6 +87,13 @@ def test_runs_newest_first_with_limit_and_page_filter(store):
     assert [r.ts for r in store.runs(page="chat")] == [102.0, 100.0]
 
 
+def test_runs_between_since_inclusive_and_until_exclusive(store):
+    for i in range(5):
+        store.log_run(record(ts=100.0 + i))
+    assert [r.ts for r in store.runs(since=101.0, until=103.0)] == [102.0, 101.0]
+    assert [r.ts for r in store.runs(since=103.5)] == [104.0]
+
+
 def test_spend_since_sums_costs_from_ts(store):
     for ts, cost in [(10.0, 0.5), (20.0, 0.25), (30.0, 0.125)]:
         store.log_run(record(ts=ts, cost=cost))
@@ -74,11 +102,17 @@ def test_spend_since_sums_costs_from_ts(store):
     assert store.spend_since(31.0) == 0.0
 
 
-def test_bearer_text_is_scrubbed_before_it_reaches_disk(store, tmp_path):
+def test_bearer_text_is_scrubbed_before_it_is_stored(store):
     store.log_run(record(error="401 for Authorization: Bearer sk-secret-123, retry"))
     store.save_doc("conversation", "c1", "Bearer abc", {"note": "header was Bearer sk-xyz"})
     assert store.runs()[0].error == "401 for Authorization: Bearer [redacted], retry"
     assert store.load_doc("conversation", "c1").data == {"note": "header was Bearer [redacted]"}
+    assert store.load_doc("conversation", "c1").name == "Bearer [redacted]"
+
+
+def test_bearer_text_never_reaches_the_sqlite_file(sqlite_store, tmp_path):
+    sqlite_store.log_run(record(error="401 for Authorization: Bearer sk-secret-123, retry"))
+    sqlite_store.save_doc("conversation", "c1", "Bearer abc", {"note": "header was Bearer sk-xyz"})
     raw = (tmp_path / "runs.db").read_bytes() + (tmp_path / "runs.db-wal").read_bytes()
     assert b"sk-secret-123" not in raw and b"sk-xyz" not in raw
 
@@ -93,7 +127,7 @@ def test_wal_mode_and_schema_created_on_open(tmp_path):
     connection = sqlite3.connect(tmp_path / "a.db")
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"runs", "docs"} <= tables
+    assert {"runs", "docs", "doc_items", "schema_migrations"} <= tables
 
 
 def test_eight_threads_fifty_writes_each(store):
@@ -113,9 +147,8 @@ def test_eight_threads_fifty_writes_each(store):
     assert len(store.runs(limit=1000, page="t3")) == 50
 
 
-def test_docs_round_trip_rename_delete(tmp_path):
-    clock = FakeClock(10.0)
-    store = Store(tmp_path / "d.db", clock=clock)
+def test_docs_round_trip_rename_delete(store, clock):
+    clock.now = 10.0
     store.save_doc("experiment", "e1", "First", {"rows": [1, 2, 3], "model": "x"})
     clock.now = 20.0
     store.save_doc("experiment", "e2", "Second", {"rows": []})
@@ -140,17 +173,24 @@ def test_docs_round_trip_rename_delete(tmp_path):
     assert store.load_doc("experiment", "e2") is None
     assert store.rename_doc("experiment", "missing", "x") is False
     assert [d.id for d in store.list_docs("conversation")] == ["c1"]
-    store.close()
 
 
-def test_data_survives_reopening(tmp_path):
-    first = Store(tmp_path / "p.db")
+def test_documents_saved_in_the_same_instant_list_newest_saved_first(store):
+    for doc_id in ("a", "b", "c"):
+        store.save_doc("notebook", doc_id, doc_id, {})
+    assert [d.id for d in store.list_docs("notebook")] == ["c", "b", "a"]
+
+
+def test_data_survives_reopening(target):
+    first = Store(target)
     first.log_run(record(ts=5.0))
     first.save_doc("tool_trace", "t1", "Trace", {"steps": 2})
+    first.for_owner("ann@example.com").put_item("batch", "b1", "0001", {"row": 1})
     first.close()
-    second = Store(tmp_path / "p.db")
+    second = Store(target)
     assert second.runs()[0].ts == 5.0
     assert second.load_doc("tool_trace", "t1").data == {"steps": 2}
+    assert second.for_owner("ann@example.com").items("batch", "b1") == [("0001", {"row": 1})]
     second.close()
 
 
@@ -160,6 +200,7 @@ def test_default_path_from_env(monkeypatch, tmp_path):
     assert default_db_path() == target
     store = Store()
     assert store.path == target and target.parent.is_dir()
+    assert store.backend == "sqlite"
     store.close()
 
 
@@ -202,3 +243,165 @@ def test_deleting_a_document_deletes_its_items_only(store):
 def test_items_scrub_bearer_tokens(store):
     store.put_item("experiment", "e1", "0", {"error": "sent Authorization: Bearer sk-secret-123"})
     assert "sk-secret-123" not in json.dumps(store.items("experiment", "e1"))
+
+
+# --- owners ----------------------------------------------------------------------------------
+
+
+def test_each_owner_sees_only_their_own_runs_and_spend(store):
+    ann, bob = store.for_owner("ann@example.com"), store.for_owner("bob@example.com")
+    ann.log_run(record(ts=10.0, cost=0.5, page="chat"))
+    ann.log_run(record(ts=11.0, cost=0.25, page="lab"))
+    bob.log_run(record(ts=12.0, cost=2.0, page="chat"))
+    assert [r.ts for r in ann.runs()] == [11.0, 10.0]
+    assert [r.ts for r in bob.runs(page="chat")] == [12.0]
+    assert ann.runs(page="chat", since=12.0) == []
+    assert (ann.spend_since(0), bob.spend_since(0), store.spend_since(0)) == (0.75, 2.0, 0.0)
+
+
+def test_another_owners_document_is_not_found_and_cannot_be_changed(store):
+    ann, bob = store.for_owner("ann@example.com"), store.for_owner("bob@example.com")
+    for kind in ("conversation", "experiment", "comparison", "tool_trace", "batch", "notebook", "cache_ledger"):
+        ann.save_doc(kind, "d1", "Ann's", {"who": "ann"})
+        assert bob.load_doc(kind, "d1") is None
+        assert bob.list_docs(kind) == [] and store.list_docs(kind) == []
+        assert bob.rename_doc(kind, "d1", "mine now") is False
+        assert bob.delete_doc(kind, "d1") is False
+        assert ann.load_doc(kind, "d1").name == "Ann's"
+
+
+def test_the_same_id_saved_by_two_owners_is_two_documents(store):
+    ann, bob = store.for_owner("ann@example.com"), store.for_owner("bob@example.com")
+    ann.save_doc("conversation", "same", "Ann's", {"who": "ann"})
+    bob.save_doc("conversation", "same", "Bob's", {"who": "bob"})
+    assert ann.load_doc("conversation", "same").data == {"who": "ann"}
+    assert bob.load_doc("conversation", "same").data == {"who": "bob"}
+    assert bob.delete_doc("conversation", "same") is True
+    assert ann.load_doc("conversation", "same").data == {"who": "ann"}
+
+
+def test_items_belong_to_their_owner(store):
+    ann, bob = store.for_owner("ann@example.com"), store.for_owner("bob@example.com")
+    ann.put_item("batch", "b1", "0001", {"row": "ann"})
+    bob.put_item("batch", "b1", "0001", {"row": "bob"})
+    assert ann.items("batch", "b1") == [("0001", {"row": "ann"})]
+    assert bob.get_item("batch", "b1", "0001") == {"row": "bob"}
+    assert bob.delete_items("batch", "b1") == 1
+    assert ann.get_item("batch", "b1", "0001") == {"row": "ann"}
+    assert store.items("batch", "b1") == []
+
+
+def test_a_view_shares_the_store_and_keeps_its_clock(store, clock):
+    clock.now = 77.0
+    ann = store.for_owner("ann@example.com")
+    rec = record()
+    ann.log_run(rec)
+    assert rec.ts == 77.0
+    assert ann.backend == store.backend and ann.owner == "ann@example.com" and store.owner == ""
+
+
+# --- migrations and configuration ------------------------------------------------------------
+
+
+def test_schema_is_versioned_and_migrating_twice_changes_nothing(target):
+    from orq_core.store.migrations import migrate, schema_version
+
+    store = Store(target)
+    assert schema_version(store._backend) == LATEST == MIGRATIONS[-1].version
+    assert migrate(store._backend, 0.0) == []
+    store.close()
+
+
+def test_a_database_from_before_owners_is_migrated_and_its_rows_become_the_single_users(tmp_path):
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, page TEXT NOT NULL, "
+        "model TEXT NOT NULL, answered_by TEXT NOT NULL DEFAULT '', status TEXT NOT NULL, http_status INTEGER, "
+        "input_tokens INTEGER NOT NULL DEFAULT 0, cache_read_tokens INTEGER NOT NULL DEFAULT 0, "
+        "cache_write_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0, "
+        "reasoning_tokens INTEGER NOT NULL DEFAULT 0, usage_json TEXT, cost_usd REAL NOT NULL DEFAULT 0, "
+        "ttft_ms REAL, latency_ms REAL, error TEXT, request_id TEXT);"
+        "CREATE TABLE docs (kind TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, "
+        "created REAL NOT NULL, updated REAL NOT NULL, PRIMARY KEY (kind, id));"
+        "CREATE TABLE doc_items (kind TEXT NOT NULL, doc_id TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, "
+        "updated REAL NOT NULL, PRIMARY KEY (kind, doc_id, key));"
+        "INSERT INTO runs (ts, page, model, status, cost_usd) VALUES (5.0, 'chat', 'm', 'ok', 0.5);"
+        "INSERT INTO docs VALUES ('conversation', 'c1', 'Old chat', '{\"messages\": []}', 1.0, 2.0);"
+        "INSERT INTO doc_items VALUES ('batch', 'b1', '0001', '{\"row\": 1}', 3.0);")
+    old.commit()
+    old.close()
+    store = Store(path)
+    assert store.load_doc("conversation", "c1").name == "Old chat"
+    assert store.items("batch", "b1") == [("0001", {"row": 1})]
+    assert store.spend_since(0) == 0.5
+    assert store.for_owner("ann@example.com").list_docs("conversation") == []
+    store.close()
+
+
+def test_a_database_from_a_newer_playground_is_refused_with_a_sentence(tmp_path):
+    Store(tmp_path / "new.db").close()
+    connection = sqlite3.connect(tmp_path / "new.db")
+    connection.execute("INSERT INTO schema_migrations VALUES (99, 'future', 0)")
+    connection.commit()
+    with pytest.raises(StoreConfigError) as caught:
+        Store(tmp_path / "new.db")
+    assert describe(caught.value) == (
+        f"The store at SQLite file {tmp_path / 'new.db'} was written by a newer playground (schema version 99; "
+        f"this one knows up to {LATEST}). Upgrade this app, or point ORQ_PLAYGROUND_DB at another store.")
+
+
+@pytest.mark.parametrize("value", ["mysql://u@h/db", "sqlite:///tmp/x.db", "postgresql:db", "postgresql+psycopg://h/db"])
+def test_a_value_that_is_neither_a_path_nor_a_postgres_url_is_refused(value, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ORQ_PLAYGROUND_DB", value)
+    with pytest.raises(StoreConfigError) as caught:
+        Store.default()
+    assert describe(caught.value) == (
+        f"ORQ_PLAYGROUND_DB={value} is neither a file path nor a postgresql:// URL. Give a SQLite file path such "
+        "as ~/.local/share/orq-playground/playground.db, or a URL such as "
+        "postgresql://user:password@host:5432/playground.")
+    assert list(tmp_path.iterdir()) == []  # no folder named "postgresql:" or "mysql:" appears
+
+
+def test_a_refused_url_never_shows_its_password(monkeypatch):
+    monkeypatch.setenv("ORQ_PLAYGROUND_DB", "mysql://ann:hunter2@db/x")
+    with pytest.raises(StoreConfigError) as caught:
+        resolve_location()
+    assert "hunter2" not in describe(caught.value) and "ann:***@db" in describe(caught.value)
+
+
+def test_a_folder_is_refused_with_the_file_to_name_instead(tmp_path):
+    with pytest.raises(StoreConfigError) as caught:
+        Store(tmp_path)
+    assert describe(caught.value) == (f"ORQ_PLAYGROUND_DB={tmp_path} is a folder, not a file. Name the database "
+                                      f"file inside it, for example {tmp_path / 'playground.db'}.")
+
+
+def test_postgres_urls_are_recognised_and_kept_as_given():
+    assert resolve_location("postgresql://u:p@h:5432/db") == "postgresql://u:p@h:5432/db"
+    assert resolve_location("  postgres://h/db ") == "postgres://h/db"
+
+
+def test_an_unreachable_postgres_server_is_a_sentence_without_the_password(postgres_server):
+    from orq_core.errors import StoreUnavailable
+
+    url = f"postgresql://ann:hunter2@127.0.0.1:{postgres_server.port}/no_such_database"
+    with pytest.raises(StoreUnavailable) as caught:
+        Store(url)
+    text = describe(caught.value)
+    assert text.startswith(f"Could not connect to PostgreSQL postgresql://ann:***@127.0.0.1:{postgres_server.port}"
+                           "/no_such_database: ")
+    assert "hunter2" not in text
+    assert text.endswith("Check that the server runs and that the URL's host, port, database, user and password "
+                         "are right.")
+
+
+def test_two_instances_share_one_postgres_database(postgres_server):
+    url = postgres_server.new_database_url()
+    first, second = Store(url), Store(url)
+    first.for_owner("ann@example.com").save_doc("conversation", "c1", "From instance 1", {})
+    assert second.for_owner("ann@example.com").load_doc("conversation", "c1").name == "From instance 1"
+    assert second.for_owner("bob@example.com").load_doc("conversation", "c1") is None
+    first.close()
+    second.close()
