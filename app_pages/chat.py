@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from orq_core.conversation import ChatSettings, Conversation, ConversationImportError
+from orq_core.conversation import ChatSettings, Conversation, ConversationImportError, blank_message_problem
+from orq_core.import_checks import printable
 from orq_core.errors import OrqError, describe, must_change_request
 from orq_core.request import cache_write_ttl
 from playground_ui.render import code_view, local_banner, usage_line
@@ -11,24 +12,35 @@ from playground_ui.streaming import LiveAnswer
 
 ctx = require_context()
 store = ctx.store
+SHOWN_TURNS = 40  # drawn at first; older turns behind "Show earlier turns" keep a long conversation quick
 
 
 # --- which conversation ------------------------------------------------------------------------
 
 def open_conversation(conversation: Conversation) -> None:
     st.session_state["conversation"] = conversation
+    st.session_state["_opened"] = conversation.id
     st.query_params["c"] = conversation.id
 
 
 def current_conversation() -> Conversation:
     wanted = st.query_params.get("c")
     conversation = st.session_state.get("conversation")
-    if conversation is not None and (not wanted or wanted == conversation.id):
+    just_opened = st.session_state.pop("_opened", None)
+    if conversation is not None and (not wanted or conversation.id in (wanted, just_opened)):
+        st.query_params["c"] = conversation.id  # a rerun may still carry the previous address
         return conversation
     loaded = Conversation.load(store, wanted) if wanted else None
     conversation = loaded or Conversation(ChatSettings(model=ctx.slug))
     st.session_state["conversation"] = conversation
     return conversation
+
+
+def open_chosen_conversation() -> None:
+    chosen = st.session_state.get("open_conversation")
+    loaded = Conversation.load(store, chosen) if chosen else None
+    if loaded is not None:
+        open_conversation(loaded)
 
 
 conversation = current_conversation()
@@ -40,17 +52,16 @@ with st.sidebar:
         st.rerun()
     saved = store.list_docs("conversation")
     if saved:
-        labels = {doc.id: f"{doc.name[:40]}" for doc in saved}
-        chosen = st.selectbox("Open", list(labels), format_func=labels.get, key="open_conversation",
-                              index=list(labels).index(conversation.id) if conversation.id in labels else None,
-                              placeholder="choose a saved conversation")
-        if chosen and chosen != conversation.id:
-            open_conversation(Conversation.load(store, chosen))
-            st.rerun()
+        labels = {doc.id: f"{printable(doc.name)[:40]}" for doc in saved}
+        # The choice follows the open conversation (an import or "New" changes it), and only a
+        # person's pick opens another one.
+        st.session_state["open_conversation"] = conversation.id if conversation.id in labels else None
+        st.selectbox("Open", list(labels), format_func=labels.get, key="open_conversation", index=None,
+                     placeholder="choose a saved conversation", on_change=open_chosen_conversation)
     if conversation.turns:
         new_title = st.text_input("Title", value=conversation.title, key=f"title_{conversation.id}")
         if new_title != conversation.title:
-            conversation.title = new_title
+            conversation.title = new_title = printable(new_title)
             store.rename_doc("conversation", conversation.id, new_title)
         if st.button("Delete this conversation", icon=":material/delete:", use_container_width=True):
             store.delete_doc("conversation", conversation.id)
@@ -113,6 +124,8 @@ with st.expander("System prompt and parameters", expanded=not conversation.turns
         settings.top_k = int(top_k) or None
     stops = st.text_input("Stop sequences (comma-separated)", value=", ".join(settings.stop))
     settings.stop = tuple(s.strip() for s in stops.split(",") if s.strip())
+    for problem in settings.problems():
+        st.warning(problem, icon=":material/rule:")
 
 
 # --- history -----------------------------------------------------------------------------------
@@ -134,7 +147,11 @@ def render_turn(index: int, turn) -> None:
             usage_line(turn.completion, turn.write_ttl, key=f"turn{index}")
 
 
-for i, turn in enumerate(conversation.turns):
+shown_from = max(0, len(conversation.turns) - st.session_state.get(f"shown_turns_{conversation.id}", SHOWN_TURNS))
+if shown_from and st.button(f"Show earlier turns ({shown_from:,} hidden)", icon=":material/expand_less:"):
+    st.session_state[f"shown_turns_{conversation.id}"] = len(conversation.turns) - shown_from + SHOWN_TURNS
+    st.rerun()
+for i, turn in enumerate(conversation.turns[shown_from:], start=shown_from):
     render_turn(i, turn)
 
 
@@ -188,7 +205,9 @@ if st.session_state.get("send_error"):
 # The chat input is pinned to the bottom wherever it is called; reading it here lets the answer
 # stream in this same run, so its stop button stops this stream.
 prompt = st.chat_input("Message Claude (Enter to send, Shift+Enter for a new line)", submit_mode="stop")
-if prompt:
+if prompt and blank_message_problem(prompt):
+    st.error(blank_message_problem(prompt), icon=":material/block:")
+elif prompt:
     st.session_state.pop("draft", None)
     conversation.add_user(prompt)
     render_turn(len(conversation.turns) - 1, conversation.turns[-1])

@@ -9,14 +9,21 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
-from .request import ChatParams, build_payload, system_message, user_message
+from .catalog import UnknownModelError, catalog
+from .import_checks import MAX_JSON_DEPTH, damaged, is_number, is_whole, printable, shown, too_deep
+from .request import (CACHE_TTLS, MIN_THINKING_BUDGET, ChatParams, build_payload, system_message,
+                      user_message)
 from .types import Completion
 from .usage import Usage
 
 EXPORT_FORMAT = "orq-playground.conversation/1"
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
+MAX_TURNS = 2_000
+"""More turns than this freeze the page while it draws them (and a model's context holds fewer)."""
+TITLE_CHARS = 60
 
 
 class ConversationImportError(ValueError):
@@ -35,6 +42,10 @@ class ChatSettings:
     top_k: int | None = None
     stop: tuple[str, ...] = ()
     thinking_budget: int | None = None
+
+    def problems(self) -> list[str]:
+        """What the Chat form would not accept; [] when fine (see ``settings_problems``)."""
+        return settings_problems({**asdict(self), "stop": list(self.stop)})
 
     def params(self) -> ChatParams:
         return ChatParams(model=self.model, max_tokens=self.max_tokens, temperature=self.temperature,
@@ -83,7 +94,7 @@ class Conversation:
 
     def add_user(self, text: str) -> None:
         if not self.title:
-            self.title = " ".join(text.split())[:60]
+            self.title = printable(text)[:TITLE_CHARS]
         self.turns.append(Turn("user", text))
 
     def add_answer(self, completion: Completion, write_ttl: str) -> None:
@@ -140,7 +151,7 @@ class Conversation:
                       write_ttl=t.get("write_ttl", "5m"), stopped=bool(t.get("stopped")))
                  for t in data.get("turns", [])]
         return cls(ChatSettings(**settings), turns, id=str(data.get("id") or uuid.uuid4().hex[:12]),
-                   title=str(data.get("title", "")), created=float(data.get("created") or time.time()))
+                   title=printable(str(data.get("title", ""))), created=float(data.get("created") or time.time()))
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> "Conversation":
@@ -152,6 +163,10 @@ class Conversation:
                 raw = raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise ConversationImportError("The file is not UTF-8 text, so it is not a conversation export.") from None
+        if too_deep(raw):
+            raise ConversationImportError(
+                f"The file nests lists or objects more than {MAX_JSON_DEPTH} levels deep; a conversation export "
+                "never does, so this is not one (or it was damaged).")
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as error:
@@ -160,13 +175,22 @@ class Conversation:
         if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
             raise ConversationImportError(
                 f"The file is JSON but not a conversation export (expected \"format\": \"{EXPORT_FORMAT}\").")
+        turns = data.get("turns")
+        if isinstance(turns, list) and len(turns) > MAX_TURNS:
+            raise ConversationImportError(
+                f"The conversation has {len(turns):,} turns; the playground opens at most {MAX_TURNS:,}. "
+                "Export a shorter part of it and import that.")
         problems = _import_problems(data)
         if problems:
-            raise ConversationImportError("The conversation file is damaged: " + "; ".join(problems[:3]) + ".")
+            raise ConversationImportError(f"The conversation file is damaged: {damaged(problems)}.")
         try:
-            return cls.from_dict(data)
+            conversation = cls.from_dict(data)
         except (KeyError, TypeError, ValueError) as error:
             raise ConversationImportError(f"The conversation file is damaged: {error}.") from None
+        # A fresh id: the file's own could replace a saved conversation, and it goes into the URL.
+        conversation.id = uuid.uuid4().hex[:12]
+        conversation.title = conversation.title[:200]
+        return conversation
 
     def save(self, store) -> None:
         store.save_doc("conversation", self.id, self.title or "Untitled", self.to_dict())
@@ -185,21 +209,167 @@ def _replay(turn: Turn) -> list[dict]:
     return [{"role": "assistant", "content": turn.text}] if turn.text.strip() else []
 
 
+def blank_message_problem(text: str) -> str | None:
+    """A sentence when a message has nothing to send (the router would refuse it)."""
+    if text.strip():
+        return None
+    return "Your message holds only spaces or line breaks, so there is nothing to send: type some text and send again."
+
+
+def max_tokens_limit(slug: str) -> int:
+    """The most max_tokens the Chat form offers for ``slug`` (the catalog's largest for an unknown one)."""
+    try:
+        return catalog().resolve(slug).model.max_output
+    except UnknownModelError:
+        return max(model.max_output for model in catalog().models)
+
+
+def settings_problems(settings: Any) -> list[str]:
+    """Chat settings against the Chat form's rules, one sentence per field that breaks them.
+
+    The one check of ChatSettings: the form shows its result and an import refuses on it, so a
+    file can hold nothing the form could not have produced."""
+    if not isinstance(settings, dict) or not isinstance(settings.get("model"), str) or not settings["model"].strip():
+        return ["settings.model is missing"]
+    unknown = set(settings) - {f.name for f in fields(ChatSettings)}
+    if unknown:
+        return ["settings has unknown keys: " + ", ".join(sorted(unknown))]
+    get = settings.get
+    checks = [_type_problem("system", get("system", ""), str, "text"),
+              _type_problem("cache_system", get("cache_system", False), bool, "true or false"),
+              _choice_problem("cache_ttl", get("cache_ttl", "5m")),
+              *_limit_problems(settings),
+              _stop_problem(get("stop", []))]
+    return [problem for problem in checks if problem]
+
+
+def _type_problem(name: str, value: Any, kind: type, words: str) -> str | None:
+    return None if isinstance(value, kind) else f"settings.{name} must be {words} (got {shown(value)})"
+
+
+def _choice_problem(name: str, value: Any) -> str | None:
+    return None if value in CACHE_TTLS else f'settings.{name} must be "5m" or "1h" (got {shown(value)})'
+
+
+def _limit_problems(settings: dict) -> list[str | None]:
+    get = settings.get
+    limit = max_tokens_limit(settings["model"])
+    max_tokens, budget = get("max_tokens", 1024), get("thinking_budget")
+    temperature, top_p, top_k = get("temperature"), get("top_p"), get("top_k")
+    ranges = {
+        "max_tokens": (is_whole(max_tokens) and 1 <= max_tokens <= limit,
+                       f"a whole number from 1 to {limit:,}"),
+        "thinking_budget": (budget is None or (is_whole(budget) and budget >= MIN_THINKING_BUDGET),
+                            f"empty or a whole number from {MIN_THINKING_BUDGET:,} to less than max_tokens"),
+        "temperature": (temperature is None or (is_number(temperature) and 0 <= temperature <= 1),
+                        "empty or a number from 0 to 1"),
+        "top_p": (top_p is None or (is_number(top_p) and 0 < top_p <= 1), "empty or a number above 0 and at most 1"),
+        "top_k": (top_k is None or (is_whole(top_k) and top_k >= 1), "empty or a whole number of at least 1"),
+    }
+    problems = [f"settings.{name} must be {words} (got {shown(get(name))})"
+                for name, (fine, words) in ranges.items() if not fine]
+    if problems:
+        return problems
+    if budget is not None and budget >= max_tokens:
+        problems.append(f"settings.thinking_budget must be less than max_tokens ({max_tokens:,}): thinking "
+                        f"counts against max_tokens (got {budget:,})")
+    if budget is not None:
+        problems += [f"settings.{name} must be empty with extended thinking ({why})" for name, value, why in (
+            ("temperature", temperature, "Claude fixes it at 1"), ("top_p", top_p, "the form turns it off"),
+            ("top_k", top_k, "Claude takes no top_k then")) if value is not None]
+    elif temperature is not None and top_p is not None:
+        problems.append("settings.top_p must be empty when temperature is set (newer Claude models take one)")
+    return problems
+
+
+def _stop_problem(stop: Any) -> str | None:
+    if isinstance(stop, str):
+        return 'settings.stop must be a list of stop sequences like ["END"] (got a string)'
+    if not isinstance(stop, list):
+        return f'settings.stop must be a list of stop sequences like ["END"] (got {shown(stop)})'
+    for i, sequence in enumerate(stop):
+        if not isinstance(sequence, str) or not sequence.strip():
+            return f"settings.stop[{i}] must be text with at least one visible character (got {shown(sequence)})"
+    return None
+
+
+_TURN_KEYS = {"role", "text", "reasoning", "write_ttl", "stopped", "completion"}
+_COMPLETION_TEXT = ("text", "reasoning", "model", "id")
+_COMPLETION_OPTIONAL_TEXT = ("reasoning_signature", "finish_reason", "request_id", "error")
+_COMPLETION_FLAGS = ("partial", "response_cache_hit")
+_COMPLETION_TIMES = ("ttft_ms", "latency_ms")
+
+
 def _import_problems(data: dict) -> list[str]:
-    problems = []
-    settings = data.get("settings")
-    if not isinstance(settings, dict) or not isinstance(settings.get("model"), str):
-        problems.append("settings.model is missing")
-    elif set(settings) - set(ChatSettings.__dataclass_fields__):
-        problems.append("settings has unknown keys: " + ", ".join(sorted(set(settings) - set(ChatSettings.__dataclass_fields__))))
+    problems = settings_problems(data.get("settings"))
+    if not isinstance(data.get("title", ""), str):
+        problems.append(f"title must be text (got {shown(data['title'])})")
+    if not is_number(data.get("created", 0)):
+        problems.append(f"created must be a time in seconds (got {shown(data['created'])})")
     turns = data.get("turns")
     if not isinstance(turns, list):
         return problems + ["turns must be a list"]
     for i, turn in enumerate(turns):
-        if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant", "error"):
-            problems.append(f"turns[{i}].role must be user, assistant or error")
-        elif not isinstance(turn.get("text"), str):
-            problems.append(f"turns[{i}].text must be text")
-        elif turn.get("completion") is not None and not isinstance(turn["completion"], dict):
-            problems.append(f"turns[{i}].completion must be an object")
+        problems += _turn_problems(turn, f"turns[{i}]")
+        if len(problems) > 3:
+            break
+    return problems
+
+
+def _turn_problems(turn: Any, path: str) -> list[str]:
+    if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant", "error"):
+        return [f"{path}.role must be user, assistant or error"]
+    if not isinstance(turn.get("text"), str):
+        return [f"{path}.text must be text"]
+    problems = [f"{path} has unknown keys: " + ", ".join(sorted(set(turn) - _TURN_KEYS))] if set(turn) - _TURN_KEYS else []
+    if not isinstance(turn.get("reasoning", ""), str):
+        problems.append(f"{path}.reasoning must be text (got {shown(turn['reasoning'])})")
+    if turn.get("write_ttl", "5m") not in CACHE_TTLS:
+        problems.append(f'{path}.write_ttl must be "5m" or "1h" (got {shown(turn["write_ttl"])})')
+    if not isinstance(turn.get("stopped", False), bool):
+        problems.append(f"{path}.stopped must be true or false (got {shown(turn['stopped'])})")
+    completion = turn.get("completion")
+    if completion is not None:
+        problems += _completion_problems(completion, f"{path}.completion")
+    return problems
+
+
+def _completion_problems(completion: Any, path: str) -> list[str]:
+    if not isinstance(completion, dict):
+        return [f"{path} must be an object"]
+    unknown = set(completion) - {f.name for f in fields(Completion)}
+    if unknown:
+        return [f"{path} has unknown keys: " + ", ".join(sorted(unknown))]
+    get = completion.get
+    problems = [f"{path}.{name} must be text (got {shown(get(name))})"
+                for name in _COMPLETION_TEXT if not isinstance(get(name, ""), str)]
+    problems += [f"{path}.{name} must be empty or text (got {shown(get(name))})"
+                 for name in _COMPLETION_OPTIONAL_TEXT if get(name) is not None and not isinstance(get(name), str)]
+    problems += [f"{path}.{name} must be true or false (got {shown(get(name))})"
+                 for name in _COMPLETION_FLAGS if not isinstance(get(name, False), bool)]
+    problems += [f"{path}.{name} must be empty or a number of at least 0 (got {shown(get(name))})"
+                 for name in _COMPLETION_TIMES if get(name) is not None and not (is_number(get(name)) and get(name) >= 0)]
+    redacted = get("redacted_reasoning") or []
+    if not isinstance(redacted, list) or not all(isinstance(item, str) for item in redacted):
+        problems.append(f"{path}.redacted_reasoning must be a list of texts")
+    calls = get("tool_calls") or []
+    for k, call in enumerate(calls if isinstance(calls, list) else [None]):
+        if not (isinstance(call, dict) and set(call) == {"id", "name", "arguments"}
+                and all(isinstance(v, str) for v in call.values())):
+            problems.append(f"{path}.tool_calls[{k}] must hold id, name and arguments as text")
+            break
+    return problems + _usage_problems(get("usage") or {}, f"{path}.usage")
+
+
+def _usage_problems(usage: Any, path: str) -> list[str]:
+    if not isinstance(usage, dict):
+        return [f"{path} must be an object"]
+    counters = set(Usage().to_dict())
+    unknown = set(usage) - counters - {"raw"}
+    if unknown:
+        return [f"{path} has unknown keys: " + ", ".join(sorted(unknown))]
+    problems = [f"{path}.{name} must be a whole number of at least 0 (got {shown(value)})"
+                for name, value in usage.items() if name in counters and not (is_whole(value) and value >= 0)]
+    if usage.get("raw") is not None and not isinstance(usage["raw"], dict):
+        problems.append(f"{path}.raw must be an object")
     return problems

@@ -191,6 +191,9 @@ def describe(error: BaseException) -> str:
         return "The model is overloaded (529) and retries did not help. Try again shortly, or add a fallback model."
     if isinstance(error, InternalServerError):
         return f"The router failed ({error.status}): {error.message}. Try again; it was retried already."
+    if isinstance(error, BadRequestError) and error.message.startswith("prompt is too long"):
+        return (f"The router rejected the request (400): {error.message}. The message and the conversation before "
+                "it are more than the model can read at once: shorten the message, or start a new conversation.")
     if isinstance(error, BadRequestError):
         return f"The router rejected the request (400): {error.message}"
     if isinstance(error, APIStatusError):

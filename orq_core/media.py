@@ -130,7 +130,15 @@ def _open_image(data: bytes):
     except Image.DecompressionBombError as exc:
         raise MediaError(f"The image has too many pixels to decode safely ({exc})") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
+        kind = sniff(data)
+        if kind and kind.startswith("image/"):  # Pillow's own text here names a BytesIO object's address
+            raise MediaError(_damaged(kind)) from None
         raise MediaError(f"This file is not a readable image ({_short(exc)})") from None
+
+
+def _damaged(mime: str) -> str:
+    return (f"The {kind_name(mime)} is damaged or truncated: its first bytes say {mime.split('/')[1].upper()}, "
+            "but the rest cannot be read. Save or export it again, then add it again.")
 
 
 def image_info(data: bytes, *, decode: bool = True) -> ImageInfo:
@@ -150,8 +158,8 @@ def image_info(data: bytes, *, decode: bool = True) -> ImageInfo:
             img.load()
         except Image.DecompressionBombError as exc:
             raise MediaError(f"The image has too many pixels to decode safely ({exc})") from None
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise MediaError(f"The {kind_name(mime)} is damaged or truncated ({_short(exc)})") from None
+        except (OSError, ValueError, SyntaxError):
+            raise MediaError(_damaged(mime)) from None
     return ImageInfo(mime=mime, width=width, height=height, bytes=len(data), frames=frames)
 
 

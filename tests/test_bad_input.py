@@ -88,6 +88,13 @@ def blank_stop_sequence(at):
     at.chat_input[0].set_value("Count to three").run()
 
 
+def exported(**settings) -> bytes:
+    """A conversation export with ``settings`` changed."""
+    return json.dumps({"format": "orq-playground.conversation/1", "title": "hostile",
+                       "settings": {"model": SONNET, **settings},
+                       "turns": [{"role": "user", "text": "hello"}]}).encode()
+
+
 HUGE = "lorem ipsum dolor sit amet " * 40_000  # ~320K tokens: more than any context window
 
 
@@ -96,13 +103,15 @@ def sent(name: str, text: str, expected: str) -> Case:
 
 
 CHAT_CASES = [
-    sent("huge prompt", HUGE, "The router rejected the request (400): max_tokens: prompt is too long: 320,158 input "
-                              "tokens + max_tokens 1,024 > 200,000 context window"),
+    sent("huge prompt", HUGE, "The router rejected the request (400): prompt is too long: 320158 tokens > 200000 "
+                              "maximum. The message and the conversation before it are more than the model can read "
+                              "at once: shorten the message, or start a new conversation."),
     sent("control characters and RTL", "a\x00b\x07c \u202edlrow 日本語 🎉 naïve", "finish: stop"),
     sent("emoji sequences, combining marks, zero-width", "👩\u200d👩\u200d👧 e\u0301 \u200b\ufeff?",
          "finish: stop"),
     sent("one 60,000-character word", "x" * 60_000, "finish: stop"),
-    sent("blank prompt", "   \n\t ", "The request was not sent: must not be empty (field `messages[2].content`)."),
+    Case("blank prompt", send("   \n\t "), "Your message holds only spaces or line breaks, so there is nothing to "
+                                            "send: type some text and send again."),
     Case("thinking budget over max_tokens", thinking_over_max_tokens,
          "The request was not sent: must be less than max_tokens (1,500): thinking counts against max_tokens "
          "(field `thinking.budget_tokens`).", typed="Think hard"),
@@ -118,6 +127,19 @@ CHAT_CASES = [
          "The conversation file is damaged: settings.model is missing; turns must be a list."),
     Case("import a PNG named .json", import_file(png(), "picture.json"),
          "The file is not UTF-8 text, so it is not a conversation export."),
+    Case("import 100,000 nested lists", import_file(b'{"format": "orq-playground.conversation/1", "turns": '
+                                                    + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+         "The file nests lists or objects more than 32 levels deep; a conversation export never does, so this is "
+         "not one (or it was damaged)."),
+    Case("import max_tokens as text", import_file(exported(max_tokens="lots")),
+         "The conversation file is damaged: settings.max_tokens must be a whole number from 1 to 64,000 "
+         "(got 'lots')."),
+    Case("import a negative top_k and a 5m-or-1h TTL that is neither", import_file(exported(top_k=-1, cache_ttl="2d")),
+         'The conversation file is damaged: settings.cache_ttl must be "5m" or "1h" (got \'2d\'); settings.top_k '
+         "must be empty or a whole number of at least 1 (got -1)."),
+    Case("import stop as one string", import_file(exported(stop="END")),
+         'The conversation file is damaged: settings.stop must be a list of stop sequences like ["END"] '
+         "(got a string)."),
 ]
 
 

@@ -357,3 +357,11 @@ def test_an_inline_pdf_is_counted_page_by_page(local_router):
     expected = sum(pdf_page_tokens(t) for t in pages) + MESSAGE_OVERHEAD_TOKENS + text_tokens("Summarise.")
     assert post(local_router, payload).json()["usage"]["prompt_tokens"] == expected
     assert len(pages) == 2 and "rivers" in pages[0]
+
+
+def test_a_prompt_over_the_context_window_is_blamed_on_the_prompt_not_max_tokens(local_router):
+    """Anthropic's text for this case: "prompt is too long: 208310 tokens > 200000 maximum"."""
+    response = post(local_router, chat(max_tokens=100, messages=[{"role": "user", "content": "word " * 210_000}]))
+    message = response.json()["error"]["message"]
+    assert response.status_code == 400 and message.startswith("prompt is too long: ")
+    assert message.endswith(" tokens > 200000 maximum") and "max_tokens" not in message

@@ -265,3 +265,12 @@ def test_check_pdf_does_not_copy_the_file():
         tracemalloc.stop()
     assert info.pages == 4 and info.first_lines(1) == ["Scan 1"]
     assert peak < len(data) * 0.6
+
+
+@pytest.mark.parametrize("cut", [8, 20, 40])
+def test_a_png_cut_in_its_header_gets_a_sentence_not_an_object_address(cut):
+    data = image_bytes("PNG")[:cut]
+    with pytest.raises(media.MediaError) as caught:
+        media.check_image(data)
+    assert str(caught.value) == ("The PNG image is damaged or truncated: its first bytes say PNG, but the rest "
+                                 "cannot be read. Save or export it again, then add it again.")

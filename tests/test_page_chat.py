@@ -84,7 +84,39 @@ def test_export_then_import_gives_the_same_conversation(app, tmp_path):
     original = conversation(app).to_dict()
     from orq_core.conversation import Conversation
     restored = Conversation.from_json(exported.encode())
-    assert restored.to_dict() == original
+    assert {**restored.to_dict(), "id": original["id"]} == original and restored.id != original["id"]
+
+
+def test_an_import_opens_under_a_fresh_id_and_the_saved_one_stays(app):
+    send(app, "Keep me.")
+    saved = conversation(app)
+    hostile = {**saved.to_dict(), "title": "Impostor", "turns": [{"role": "user", "text": "Replaced!"}]}
+    app.file_uploader(key="import_conversation").set_value(
+        ("c.json", json.dumps(hostile).encode(), "application/json")).run()
+    assert not app.exception and not app.error
+    opened = conversation(app)
+    assert opened.title == "Impostor" and opened.id != saved.id and app.query_params["c"] == opened.id
+    from orq_core.store import Store
+    kept = Store.default().load_doc("conversation", saved.id)
+    assert kept.data["turns"][0]["text"] == "Keep me."
+
+
+def test_a_long_conversation_shows_its_latest_turns_and_earlier_ones_on_request(app):
+    from orq_core.conversation import Conversation, ChatSettings
+    from orq_core.types import Completion
+    from orq_core.store import Store
+    long = Conversation(ChatSettings(model="anthropic/claude-haiku-4-5-20251001"))
+    for i in range(60):
+        long.add_user(f"question {i}")
+        long.add_answer(Completion(text=f"answer {i}"), "5m")
+    long.save(Store.default())
+    app.query_params["c"] = long.id
+    app.run()
+    shown = [m.markdown[0].value for m in app.chat_message]
+    assert shown[0] == "question 40" and shown[-1] == "answer 59" and len(shown) == 40
+    by_label(app.button, "Show earlier turns (80 hidden)").click().run()
+    shown = [m.markdown[0].value for m in app.chat_message]
+    assert shown[0] == "question 20" and len(shown) == 80
 
 
 def test_key_in_environment_appears_nowhere(monkeypatch, tmp_path):

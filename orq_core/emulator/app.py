@@ -394,6 +394,8 @@ class Router:
         if slug != ex.payload.get("model"):
             validate_payload({**ex.payload, "model": slug})  # model facts: thinking, max output
         prompt = sum(b.tokens for b in ex.blocks)
+        if prompt > target.model.context_window:  # Anthropic's own wording: the prompt, not max_tokens, is at fault
+            raise OrqError(f"prompt is too long: {prompt} tokens > {target.model.context_window} maximum", status=400)
         if prompt + ex.payload["max_tokens"] > target.model.context_window:
             raise RequestValidationError(
                 "max_tokens", f"prompt is too long: {prompt:,} input tokens + max_tokens "
