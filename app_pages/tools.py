@@ -52,13 +52,16 @@ with st.expander("Tools offered to the model", expanded=True, icon=":material/bu
                      help="Names: letters, digits, _ and -, at most 64. Parameters: a JSON Schema object. "
                           "Nothing runs these tools: in a run you type what they return.")
 
-toolset = combine_tools(builtins, st.session_state[EDITOR])
+toolset = combine_tools(builtins, st.session_state[EDITOR], context_window=ctx.model.context_window,
+                        model_label=ctx.model.label)
 with right:
     if toolset.problems:
         st.error("These definitions are not sent until fixed:\n\n" + "\n".join(f"- {p}" for p in toolset.problems),
                  icon=":material/rule:")
     elif toolset.user_names:
-        st.success(f"Valid: {', '.join(toolset.user_names)} (answered by you during a run)", icon=":material/check:")
+        st.success(f"Valid: {', '.join(toolset.user_names)} (answered by you during a run) · all definitions "
+                   f"≈ {toolset.tokens:,} tokens of {ctx.model.label}'s {ctx.model.context_window:,}",
+                   icon=":material/check:")
 
 
 # --- how to run --------------------------------------------------------------------------------
@@ -89,7 +92,7 @@ with st.expander("Run settings", expanded=True, icon=":material/tune:"):
                                      disabled=not cache_tools) or "5m"
     max_tokens = c4.number_input("max_tokens", min_value=1, max_value=model.max_output, value=1024, step=256,
                                  key="tool_max_tokens")
-    prefix = tool_prefix_tokens(toolset.definitions)
+    prefix = toolset.tokens or tool_prefix_tokens(toolset.definitions)
     c4.caption(f"Tool definitions ≈ {prefix:,} tokens; {model.label} caches prefixes from "
                f"{model.min_cacheable:,} tokens" + (" (too short: nothing will be cached)."
                                                     if cache_tools and prefix < model.min_cacheable else "."))

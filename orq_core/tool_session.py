@@ -60,15 +60,19 @@ class ToolSet:
     definitions: list[dict]
     user_names: tuple[str, ...]
     problems: list[str]
+    tokens: int = 0
+    """Input tokens of the definitions (0 when they were not counted)."""
 
     @property
     def names(self) -> list[str]:
         return [d["function"]["name"] for d in self.definitions]
 
 
-def combine_tools(builtin_names: Iterable[str], user_json: str) -> ToolSet:
+def combine_tools(builtin_names: Iterable[str], user_json: str, *, context_window: int | None = None,
+                  model_label: str = "the model") -> ToolSet:
     """Chosen built-ins plus the editor's definitions (checked as JSON Schema); a user tool that
-    reuses a built-in's name is refused, as the model could not tell them apart."""
+    reuses a built-in's name is refused, as the model could not tell them apart. With
+    ``context_window``, definitions too large for it are refused with their size."""
     builtins = [BUILTIN_TOOLS[name].definition for name in builtin_names if name in BUILTIN_TOOLS]
     user_defs, problems = parse_tool_definitions(user_json)
     taken = {d["function"]["name"] for d in builtins}
@@ -79,7 +83,13 @@ def combine_tools(builtin_names: Iterable[str], user_json: str) -> ToolSet:
             problems.append(f"{name}: a built-in tool has this name; rename yours or untick the built-in")
             continue
         kept.append(definition)
-    return ToolSet(builtins + kept, tuple(d["function"]["name"] for d in kept), problems)
+    definitions = builtins + kept
+    tokens = tool_prefix_tokens(definitions) if context_window and not problems else 0
+    if context_window and tokens > context_window:
+        problems.append(f"The tool definitions are about {tokens:,} tokens, more than {model_label}'s "
+                        f"{context_window:,}-token context window, so no request could carry them: shorten the "
+                        "descriptions and schemas, or offer fewer tools.")
+    return ToolSet(definitions, tuple(d["function"]["name"] for d in kept), problems, tokens)
 
 
 def add_template(editor_text: str, name: str) -> tuple[str, str | None]:

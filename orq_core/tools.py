@@ -20,9 +20,15 @@ from .calculator import CalculatorError, calculate
 from .catalog import UnknownModelError
 from .cost import cost_of
 from .errors import OrqError, describe
+from .import_checks import too_deep
 from .request import TOOL_NAME, cache_control, cache_write_ttl, tool_result_message, validate_payload
 from .types import Completion, Done, ToolCall
 from .usage import Usage
+
+
+MAX_SCHEMA_DEPTH = 32
+MAX_SCHEMA_PARTS = 20_000
+EDITOR_DEPTH = 2 * MAX_SCHEMA_DEPTH  # the editor's text is refused before parsing past this; a schema past 32 gets its own sentence
 
 
 class ToolError(Exception):
@@ -310,6 +316,9 @@ def _schema_problems(schema: Any) -> list[str]:
     if not isinstance(schema, dict):
         return ['parameters must be a JSON Schema object like {"type": "object", "properties": {...}}']
     problems = [] if schema.get("type") == "object" else ['parameters must have "type": "object" at the top']
+    shape = _schema_shape_problem(schema)
+    if shape:  # checking, faking or validating arguments would recurse without end
+        return problems + [shape]
     try:
         validator_for(schema).check_schema(schema)
     except SchemaError as error:
@@ -318,12 +327,65 @@ def _schema_problems(schema: Any) -> list[str]:
     return problems
 
 
+def _schema_shape_problem(schema: dict) -> str | None:
+    """Depth and references of a parameters schema, walked flat (no recursion): at most
+    MAX_SCHEMA_DEPTH levels counting each $ref followed, local references only, and none that
+    leads back into a schema holding it."""
+    stack: list[tuple[Any, int, str, frozenset]] = [(schema, 0, "parameters", frozenset())]
+    visited = 0
+    while stack:
+        node, depth, where, followed = stack.pop()
+        visited += 1
+        if depth > MAX_SCHEMA_DEPTH:
+            return f"parameters nest more than {MAX_SCHEMA_DEPTH} levels deep; flatten them to {MAX_SCHEMA_DEPTH} levels or fewer"
+        if visited > MAX_SCHEMA_PARTS:
+            return (f"parameters have more than {MAX_SCHEMA_PARTS:,} parts once references are followed; "
+                    "make the schema smaller")
+        if isinstance(node, list):
+            stack += [(child, depth + 1, f"{where}/{i}", followed) for i, child in enumerate(node)
+                      if isinstance(child, (dict, list))]
+            continue
+        if not isinstance(node, dict):
+            continue
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            if ref in followed:
+                return (f"{where}: $ref {ref!r} leads back to a schema that holds it, a loop with no end; "
+                        "spell out a fixed number of levels instead")
+            target, problem = _local_ref(schema, ref)
+            if problem:
+                return f"{where}: $ref {ref!r} {problem}"
+            stack.append((target, depth + 1, "parameters" + ref[1:], followed | {ref}))
+        stack += [(child, depth + 1, f"{where}/{key}", followed) for key, child in node.items()
+                  if key != "$ref" and isinstance(child, (dict, list))]
+    return None
+
+
+def _local_ref(root: dict, ref: str) -> tuple[Any, str | None]:
+    """The part of ``root`` a "#/..." JSON pointer names, or why there is none."""
+    if not ref.startswith("#"):
+        return None, "is not in this schema; only local references like '#/$defs/name' are accepted (nothing is fetched)"
+    node: Any = root
+    for part in [p.replace("~1", "/").replace("~0", "~") for p in ref[1:].split("/")[1:]] if ref != "#" else []:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None, "points at nothing in this schema"
+    if ref != "#" and not ref.startswith("#/"):
+        return None, "points at nothing in this schema"
+    return node, None
+
+
 def parse_tool_definitions(json_text: str) -> tuple[list[dict], list[str]]:
     """Definitions (wire form) from editor text: a list, one object, or ``{"tools": [...]}``.
 
     Returns the valid definitions and every problem, each naming the tool it is about."""
     if not json_text or not json_text.strip():
         return [], []
+    if too_deep(json_text, EDITOR_DEPTH):
+        return [], [f"the definitions nest lists or objects more than {EDITOR_DEPTH} levels deep; flatten them"]
     try:
         parsed = json.loads(json_text)
     except json.JSONDecodeError as exc:

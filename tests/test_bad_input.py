@@ -251,6 +251,13 @@ def tool(name="lookup_order", parameters=None):
             {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}}
 
 
+def deep_schema(levels: int) -> dict:
+    schema: dict = {"type": "string"}
+    for _ in range(levels):
+        schema = {"type": "object", "properties": {"inner": schema}}
+    return schema
+
+
 TOOL_CASES = [  # (what is typed in the editor, the sentence expected)
     pytest.param("[{name: 'x'}]",
                  "JSON syntax error at line 1, column 3: Expecting property name enclosed in double quotes",
@@ -269,6 +276,18 @@ TOOL_CASES = [  # (what is typed in the editor, the sentence expected)
                  id="a built-in's name"),
     pytest.param(json.dumps([tool(), tool()]), "tool 2 (lookup_order): the name 'lookup_order' is used twice",
                  id="two tools with one name"),
+    pytest.param(json.dumps([tool(parameters=deep_schema(20))]),
+                 "tool 1 (lookup_order): parameters nest more than 32 levels deep; flatten them to 32 levels or fewer",
+                 id="a schema nested 40 levels"),
+    pytest.param(json.dumps([tool(parameters=deep_schema(100))]),
+                 "the definitions nest lists or objects more than 64 levels deep; flatten them",
+                 id="a schema nested 200 levels"),
+    pytest.param(json.dumps([tool(parameters={"type": "object", "properties": {"next": {"$ref": "#"}}})]),
+                 "tool 1 (lookup_order): parameters/properties/next: $ref '#' leads back to a schema that holds it, "
+                 "a loop with no end; spell out a fixed number of levels instead", id="a schema that refers to itself"),
+    pytest.param(json.dumps([{"name": "big", "description": "word " * 300_000, "parameters": {"type": "object"}}]),
+                 "The tool definitions are about 301,419 tokens, more than Claude Sonnet 4.5's 200,000-token context "
+                 "window, so no request could carry them", id="definitions past the context window"),
 ]
 
 

@@ -435,3 +435,67 @@ def test_loop_over_the_local_router_with_the_real_client(local_router):
     logged = store.runs(page="tools")
     assert len(logged) == 2 and all(r.status == "ok" for r in logged)
     assert store.spend_since(0) == pytest.approx(result.total_cost_usd)
+
+
+# --- hostile schemas (issue 16, item 4) ------------------------------------------------------------
+
+def nested(levels: int) -> dict:
+    schema: dict = {"type": "string"}
+    for _ in range(levels):
+        schema = {"type": "object", "properties": {"inner": schema}}
+    return schema
+
+
+def tool_with(parameters: dict) -> dict:
+    return {"name": "deep", "description": "d", "parameters": parameters}
+
+
+def test_a_schema_nested_100_levels_is_refused_in_the_definition_check():
+    assert validate_tool_definition(tool_with(nested(100))) == [
+        "parameters nest more than 32 levels deep; flatten them to 32 levels or fewer"]
+    assert validate_tool_definition(tool_with(nested(15))) == []
+
+
+@pytest.mark.parametrize("parameters, problem", [
+    ({"type": "object", "properties": {"child": {"$ref": "#"}}},
+     "parameters/properties/child: $ref '#' leads back to a schema that holds it, a loop with no end; "
+     "spell out a fixed number of levels instead"),
+    ({"type": "object", "properties": {"a": {"$ref": "#/$defs/x"}},
+      "$defs": {"x": {"type": "object", "properties": {"y": {"$ref": "#/$defs/y"}}},
+                "y": {"type": "object", "properties": {"x": {"$ref": "#/$defs/x"}}}}},
+     "$ref '#/$defs/x' leads back to a schema that holds it, a loop with no end; spell out a fixed number of "
+     "levels instead"),
+    ({"type": "object", "properties": {"a": {"$ref": "http://169.254.169.254/schema.json"}}},
+     "parameters/properties/a: $ref 'http://169.254.169.254/schema.json' is not in this schema; only local "
+     "references like '#/$defs/name' are accepted (nothing is fetched)"),
+    ({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}},
+     "parameters/properties/a: $ref '#/$defs/missing' points at nothing in this schema"),
+])
+def test_references_that_loop_leave_or_miss_are_refused(parameters, problem):
+    (found,) = validate_tool_definition(tool_with(parameters))
+    assert found.endswith(problem)
+
+
+def test_a_reference_used_twice_without_a_loop_is_fine_and_runs():
+    shared = {"type": "object", "properties": {"from": {"$ref": "#/$defs/place"}, "to": {"$ref": "#/$defs/place"}},
+              "required": ["from", "to"], "$defs": {"place": {"type": "string"}}}
+    assert validate_tool_definition(tool_with(shared)) == []
+    assert validate_arguments(tool_with(shared), '{"from": "Paris", "to": "Rome"}') == []
+
+
+def test_editor_text_nested_100000_levels_is_refused_without_recursion():
+    text = '[{"name": "x", "description": "d", "parameters": ' + "[" * 100_000 + "]" * 100_000 + "}]"
+    assert parse_tool_definitions(text) == ([], [
+        "the definitions nest lists or objects more than 64 levels deep; flatten them"])
+
+
+def test_definitions_past_the_context_window_are_refused_with_their_size():
+    from orq_core.tool_session import combine_tools
+
+    huge = [{"name": "big", "description": "word " * 300_000, "parameters": {"type": "object"}}]
+    toolset = combine_tools([], json.dumps(huge), context_window=200_000, model_label="Claude Sonnet 4.5")
+    assert toolset.problems == [
+        "The tool definitions are about 300,386 tokens, more than Claude Sonnet 4.5's 200,000-token context "
+        "window, so no request could carry them: shorten the descriptions and schemas, or offer fewer tools."]
+    small = combine_tools([], json.dumps([GOOD]), context_window=200_000, model_label="Claude Sonnet 4.5")
+    assert small.problems == [] and small.tokens == 424
