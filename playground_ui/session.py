@@ -18,6 +18,8 @@ from orq_core.errors import OrqError, describe
 from orq_core.store import Store
 
 LOCAL, ORQ = "Local router", "Orq"
+POOL_CONNECTIONS = 128
+"""A Batch runs up to 32 requests per target, 4 targets, on the session's one client."""
 
 
 @dataclass
@@ -100,7 +102,7 @@ def _client_for(connection: Connection, spend: SessionSpend):
         if old is not None:
             old.close()
         st.session_state["_client"] = OrqClient(connection.base_url, connection.api_key, run_log=spend,
-                                                page="playground")
+                                                page="playground", max_connections=POOL_CONNECTIONS)
         st.session_state["_client_marker"] = marker
     return st.session_state["_client"]
 
