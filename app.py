@@ -12,6 +12,7 @@ PAGES = [
     st.Page("app_pages/tools.py", title="Tools", icon=":material/build:"),
     st.Page("app_pages/caching_lab.py", title="Caching Lab", icon=":material/science:"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("app_pages/batch.py", title="Batch", icon=":material/table_rows:"),
 ]
 
 page = st.navigation(PAGES)

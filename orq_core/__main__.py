@@ -1,4 +1,4 @@
-"""Command line: `python -m orq_core models|chat|emulator|lab|compare`.
+"""Command line: `python -m orq_core models|chat|emulator|lab|compare|batch`.
 
 Connection from the environment: ORQ_API_KEY and ORQ_BASE_URL; with no key, the local router.
 Errors print one line to stderr and exit non-zero; the key never appears in output.
@@ -142,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="one prompt to several models or providers")
     add_compare_arguments(compare)
     compare.set_defaults(func=cli_compare)
+
+    from .batch_cli import add_batch_arguments, cli_batch
+
+    batch = sub.add_parser("batch", help="one prompt template over a CSV/JSONL dataset, across targets")
+    add_batch_arguments(batch)
+    batch.set_defaults(func=cli_batch)
     return parser
 
 

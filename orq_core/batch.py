@@ -673,8 +673,11 @@ def run_batch(client, batch: Batch, *, store=None, on_record: Callable[[BatchRec
             spent += record.cost_usd
             if on_record is not None:
                 on_record(record, Progress(done, failed, total, spent, clock() - started))
+    except BaseException:  # the caller's thread was interrupted (a page rerun on Stop, Ctrl-C)
+        batch.stopped = True
+        raise
     finally:
-        cancel.set()  # also when the caller's thread was interrupted (a page rerun): stop paying
+        cancel.set()  # stop paying for answers nobody will read
         pool.shutdown(wait=False, cancel_futures=True)
         if store is not None:
             batch.save(store)
@@ -905,3 +908,28 @@ def cumulative_cost_figure(batch: Batch):
     figure.update_layout(title="Cumulative cost over rows", xaxis_title="row", yaxis_title="USD", height=340)
     return figure
 
+
+
+# --- sentences for the page and the CLI ------------------------------------------------------------
+
+def projection_sentence(summary: TargetSummary, rows_per_day: int, days: int = 30) -> str:
+    projected = summary.projection(rows_per_day, days)
+    if projected is None:
+        return f"{summary.target}: no finished rows to project from."
+    with_cache, without = projected
+    return (f"{summary.target}: at {rows_per_day:,} rows a day, {days} days cost {format_usd(with_cache)} with "
+            f"caching, {format_usd(without)} without.")
+
+
+def progress_sentence(progress: Progress) -> str:
+    eta = progress.eta_s
+    eta_text = "" if eta is None else f" · about {eta:,.0f} s left" if eta else ""
+    return (f"{progress.done:,} of {progress.total:,} done · {progress.failed:,} failed · "
+            f"{format_usd(progress.cost_usd)} so far{eta_text}")
+
+
+def prediction_rows(predictions: list[Prediction]) -> list[dict]:
+    return [{"target": p.target, "rows": p.rows, "cached_prefix_tokens": p.prefix_tokens,
+             "writes_warm_first": p.writes_warm, "writes_cold_wave": p.writes_cold,
+             "cost_warm_first_usd": float(p.cost_warm), "cost_cold_wave_usd": float(p.cost_cold),
+             "extra_without_warming_usd": float(p.extra_cold)} for p in predictions]
