@@ -15,7 +15,7 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 import httpx
@@ -61,6 +61,8 @@ class _StreamState:
     """Something reached the caller: from here on nothing is retried."""
     cancelled: bool = False
     interruption: ErrorEvent | None = None
+    check: Any = None
+    """The cache doctor's prediction for this request, if any."""
 
 
 @dataclass
@@ -164,7 +166,7 @@ class OrqClient:
                  backoff_base: float = 0.5, backoff_cap: float = 8.0, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.perf_counter, transport: httpx.BaseTransport | None = None,
                  run_log: Any = None, page: str = "cli", headers: dict | None = None,
-                 rng: random.Random | None = None, max_connections: int = 20):
+                 rng: random.Random | None = None, max_connections: int = 20, doctor: Any = None):
         if not api_key.isascii():
             raise ValueError("The API key holds characters an HTTP header cannot carry; paste it again.")
         self.base_url = base_url.rstrip("/")
@@ -177,6 +179,8 @@ class OrqClient:
         self._clock = clock
         self._rng = rng or random.Random()
         self._run_log = run_log
+        self.doctor = doctor
+        """A CacheDoctor: predicts each request's cache read and write and checks the answer."""
         self._http = httpx.Client(
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, **(headers or {})},
             timeout=timeouts.to_httpx(),
@@ -206,12 +210,16 @@ class OrqClient:
         body = {k: v for k, v in payload.items() if k != "stream_options"}
         body["stream"] = False
         content = _encode(body)
+        check = self._predict(payload)
         try:
             response = self._with_retries(lambda: self._send(content, headers, exchange, stream=False))
+            self._doctor_call("first_byte", check)
             completion = self._parse_completion(response, payload, exchange, started)
         except OrqError as exc:
+            self._doctor_call("abandon", check)
             self._log_failure(page, payload, exc, exchange, started)
             raise
+        completion = self._settle(payload, check, completion)
         self._log(page, payload, "ok", completion, exchange)
         return completion
 
@@ -320,9 +328,10 @@ class OrqClient:
         started = self._clock()
         content = _encode(payload)
         exchange = _Exchange()
+        check = self._predict(payload)
         attempt = 0
         while True:
-            state = _StreamState(ChunkAssembler(payload.get("model") or ""))
+            state = _StreamState(ChunkAssembler(payload.get("model") or ""), check=check)
             try:
                 yield from self._deliver(state, content, headers, exchange, cancel, started)
             except OrqError as exc:
@@ -333,6 +342,7 @@ class OrqClient:
                     attempt += 1
                     continue
                 else:
+                    self._doctor_call("abandon", check)
                     self._log_failure(page, payload, exc, exchange, started)
                     raise
             except GeneratorExit:  # the caller stopped iterating: a cancel
@@ -342,7 +352,7 @@ class OrqClient:
             break
         if state.interruption is not None:
             yield state.interruption
-        completion = self._completion_of(state, exchange, started)
+        completion = self._settle(payload, check, self._completion_of(state, exchange, started))
         status = "cancelled" if state.cancelled else "partial" if completion.partial else "ok"
         self._log(page, payload, status, completion, exchange)
         yield Done(completion)
@@ -362,6 +372,8 @@ class OrqClient:
                     return
                 if state.ttft_ms is None and is_token(event):
                     state.ttft_ms = (self._clock() - started) * 1000
+                if not state.delivered:
+                    self._doctor_call("first_byte", state.check)
                 state.delivered = True
                 yield event
                 if cancel is not None and cancel.is_set():
@@ -400,6 +412,42 @@ class OrqClient:
                                         request_id=exchange.request_id)
         finally:
             response.close()
+
+    # --- cache doctor ----------------------------------------------------------------------------
+    # The doctor must never break a request: a failure there only costs the prediction.
+
+    def _predict(self, payload: dict) -> Any:
+        if self.doctor is None:
+            return None
+        try:
+            check = self.doctor.predict(payload)
+            self.doctor.begin(payload, check)
+            return check
+        except Exception as exc:
+            log.warning("cache doctor could not predict: %s", type(exc).__name__)
+            return None
+
+    def _doctor_call(self, name: str, check: Any) -> None:
+        if check is None:
+            return
+        try:
+            getattr(self.doctor, name)(check)
+        except Exception as exc:
+            log.warning("cache doctor %s failed: %s", name, type(exc).__name__)
+
+    def _settle(self, payload: dict, check: Any, completion: Completion) -> Completion:
+        if check is None:
+            return completion
+        usage = completion.usage
+        try:
+            settled = self.doctor.settle(
+                payload, check, read=usage.cache_read_tokens, write=usage.cache_write_tokens,
+                answered_by=completion.model, response_cache_hit=completion.response_cache_hit,
+                has_usage=usage.raw is not None or usage.total_tokens > 0)
+        except Exception as exc:
+            log.warning("cache doctor could not compare: %s", type(exc).__name__)
+            return completion
+        return replace(completion, cache=settled)
 
     # --- run log ------------------------------------------------------------------------------------
 

@@ -50,9 +50,11 @@ def resolve_connection(api_key: str | None = None, base_url: str | None = None,
 
 def make_client(connection: Connection | None = None, *, page: str = "cli", store=None, **options):
     """An OrqClient for the connection, logging every request to the run log."""
+    from .cache_doctor import doctor_for
     from .client import OrqClient
     from .store import Store
 
     connection = connection or resolve_connection()
     run_log = store if store is not None else Store.default()
+    options.setdefault("doctor", doctor_for(connection.base_url, connection.api_key, run_log))
     return OrqClient(connection.base_url, connection.api_key, run_log=run_log, page=page, **options)

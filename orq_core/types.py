@@ -46,6 +46,8 @@ class Completion:
     error: str | None = None
     response_cache_hit: bool = False
     """True when Orq's exact-match response cache served it (header or body flag)."""
+    cache: Any = None
+    """The cache doctor's ``CacheCheck`` (prediction, why, and the comparison), when one ran."""
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -66,6 +68,7 @@ class Completion:
             ttft_ms=d.get("ttft_ms"), latency_ms=d.get("latency_ms"), request_id=d.get("request_id"),
             partial=bool(d.get("partial")), error=d.get("error"),
             response_cache_hit=bool(d.get("response_cache_hit")),
+            cache=_cache_check(d.get("cache")),
         )
 
     def assistant_message(self) -> dict:
@@ -84,6 +87,17 @@ class Completion:
         if self.tool_calls:
             message["tool_calls"] = [c.to_wire() for c in self.tool_calls]
         return message
+
+
+def _cache_check(data: Any) -> Any:
+    if not isinstance(data, dict):
+        return None
+    from .cache_doctor import CacheCheck
+
+    try:
+        return CacheCheck.from_dict(data)
+    except (TypeError, ValueError):
+        return None
 
 
 # --- stream events ---------------------------------------------------------------------------

@@ -94,6 +94,7 @@ def _connection_choice() -> Connection | None:
 
 def _client_for(connection: Connection, spend: SessionSpend):
     """One pooled client per session and connection; rebuilt when the connection changes."""
+    from orq_core.cache_doctor import doctor_for
     from orq_core.client import OrqClient
 
     marker = (connection.base_url, hash(connection.api_key))
@@ -102,7 +103,8 @@ def _client_for(connection: Connection, spend: SessionSpend):
         if old is not None:
             old.close()
         st.session_state["_client"] = OrqClient(connection.base_url, connection.api_key, run_log=spend,
-                                                page="playground", max_connections=POOL_CONNECTIONS)
+                                                page="playground", max_connections=POOL_CONNECTIONS,
+                                                doctor=doctor_for(connection.base_url, connection.api_key))
         st.session_state["_client_marker"] = marker
     return st.session_state["_client"]
 

@@ -2,7 +2,8 @@
 response cache. Both are per API key, thread-safe, and read time from an injected clock
 (seconds), so tests move time instead of waiting.
 
-Prompt-cache rules (Anthropic's prompt-caching documentation):
+Prompt-cache rules (Anthropic's prompt-caching documentation; the rule functions live in
+``orq_core/cache_rules.py``, shared with the cache doctor's predictions):
 - A breakpoint (``cache_control``) caches the prefix of every block up to and including it.
   An entry's key is a hash of (API key, model slug, the exact prefix content).
 - A prefix shorter than the model's ``min_cacheable`` tokens is silently not cached.
@@ -32,10 +33,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..cache_rules import (LOOKBACK_BLOCKS, TTL_SECONDS, breakpoints_to_write, chain_digests,  # noqa: F401
+                           cumulative_tokens, lookback_candidates, read_and_write_tokens)
 from .prompt import Block
-
-LOOKBACK_BLOCKS = 20  # Anthropic: hits are checked at up to ~20 block boundaries before a breakpoint
-TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
 Clock = Callable[[], float]
 
 
@@ -122,12 +122,7 @@ class _ExpiringStore:
 
 def prefix_keys(api_key: str, model_slug: str, blocks: list[Block]) -> list[bytes]:
     """keys[i] identifies the prefix blocks[0..i]: a hash chained over the block digests."""
-    running = hashlib.sha256(key_scope(api_key) + b"\0" + model_slug.encode("utf-8")).digest()
-    keys = []
-    for block in blocks:
-        running = hashlib.sha256(running + block.digest).digest()
-        keys.append(running)
-    return keys
+    return chain_digests(key_scope(api_key) + b"\0" + model_slug.encode("utf-8"), (b.digest for b in blocks))
 
 
 class PromptCache:
@@ -139,10 +134,8 @@ class PromptCache:
                 ready_after: Callable[[CacheOutcome], float] | None = None) -> CacheOutcome:
         """Read the longest readable cached prefix, write the breakpoints after it, count the rest.
         ``ready_after(outcome)``: seconds from now until what this request writes is readable."""
-        cumulative, total = [], 0
-        for block in blocks:
-            total += block.tokens
-            cumulative.append(total)
+        cumulative = cumulative_tokens(b.tokens for b in blocks)
+        total = cumulative[-1] if cumulative else 0
         breakpoints = [i for i, block in enumerate(blocks) if block.cache_ttl]
         if not breakpoints:
             return CacheOutcome(0, 0, total)
@@ -150,9 +143,8 @@ class PromptCache:
         with self._store.lock:
             now = self._clock()
             read_at = self._read(keys, breakpoints, now)
-            read = cumulative[read_at] if read_at >= 0 else 0
-            to_write = [b for b in breakpoints if b > read_at and cumulative[b] >= min_cacheable]
-            write = cumulative[to_write[-1]] - read if to_write else 0
+            to_write = breakpoints_to_write(cumulative, breakpoints, read_at, min_cacheable)
+            read, write = read_and_write_tokens(cumulative, read_at, to_write)
             outcome = CacheOutcome(read, write, total - read - write)
             if to_write:
                 readable_at = now + (max(0.0, ready_after(outcome)) if ready_after else 0.0)
@@ -160,8 +152,7 @@ class PromptCache:
         return outcome
 
     def _read(self, keys: list[bytes], breakpoints: list[int], now: float) -> int:
-        candidates = {j for b in breakpoints for j in range(max(0, b - LOOKBACK_BLOCKS + 1), b + 1)}
-        for j in sorted(candidates, reverse=True):
+        for j in lookback_candidates(breakpoints):
             entry = self._store.live(keys[j], now)
             if entry is not None and entry.readable_at <= now:
                 self._store.refresh(keys[j], entry, now + entry.ttl_seconds)  # a read refreshes the TTL

@@ -21,6 +21,15 @@ documented overheads, which are the emulator's own guesses, not Anthropic's toke
 - Replayed reasoning counts as its text (Anthropic strips thinking of earlier turns; the
   emulator keeps the rule simple and counts it), redacted reasoning as its data string.
 
+What invalidates what (Anthropic, "Prompt caching", section "What invalidates the cache",
+https://platform.claude.com/docs/en/build-with-claude/prompt-caching): a change to the tool
+definitions invalidates tools, system and messages; a system change invalidates system and
+messages (both follow from the chained prefix hash). Changing ``tool_choice`` (with
+``parallel_tool_calls``, Anthropic's ``disable_parallel_tool_use``), the thinking settings (enabled
+or not, budget), or adding or removing images anywhere in the prompt invalidates only the message
+blocks: ``message_context`` is folded into the digest of the first non-system message, so tools
+and system stay cached. (The table's web search and citations toggles have no form on this wire.)
+
 ``cache_control`` markers are left out of the digests: moving a breakpoint to a later block
 (the usual multi-turn pattern) must not change the prefix that earlier requests cached.
 """
@@ -236,12 +245,38 @@ def _mark_breakpoints(blocks: list[Block], payload: dict) -> list[Block]:
     return marked
 
 
+def _image_count(messages: list) -> int:
+    return sum(1 for m in messages if isinstance(m, dict) and isinstance(m.get("content"), list)
+               for part in m["content"] if isinstance(part, dict) and part.get("type") == "image_url")
+
+
+def message_context(payload: dict) -> dict:
+    """The request settings whose change invalidates the cached message blocks (not tools or
+    system): tool_choice, thinking and the number of images (see the module doc)."""
+    messages = payload.get("messages") if isinstance(payload.get("messages"), list) else []
+    tool_choice = payload.get("tool_choice")
+    if tool_choice is None and payload.get("tools"):
+        tool_choice = "auto"  # Anthropic's default when tools are given: the same request
+    thinking = payload.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "disabled":
+        thinking = None
+    return {"tool_choice": tool_choice, "parallel_tool_calls": payload.get("parallel_tool_calls"),
+            "thinking": thinking, "images": _image_count(messages)}
+
+
 def _blocks(payload: dict, digest: Callable[[Any], bytes]) -> list[Block]:
     tools = payload.get("tools") if isinstance(payload.get("tools"), list) else []
     messages = payload.get("messages") if isinstance(payload.get("messages"), list) else []
     blocks = list(_tool_blocks(tools, digest))
+    salted = False
     for i, message in _ordered_messages(messages):
-        blocks.extend(_message_blocks(i, message, digest))
+        message_blocks = list(_message_blocks(i, message, digest))
+        if not salted and message.get("role") != "system" and message_blocks and digest is not _no_digest:
+            first = message_blocks[0]
+            salt = digest({"context": message_context(payload)})
+            message_blocks[0] = Block(first.path, first.tokens, hashlib.sha256(first.digest + salt).digest())
+            salted = True
+        blocks.extend(message_blocks)
     return blocks
 
 

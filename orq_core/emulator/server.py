@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 
 import uvicorn
 
@@ -55,6 +56,7 @@ class LocalRouter:
         self._thread = threading.Thread(target=self._serve, name=f"local-router:{self.port}", daemon=True)
         self._thread.start()
         self._wait_until_serving()
+        _in_process[self.base_url] = self
 
     def _serve(self) -> None:
         self._server.run(sockets=[self._socket])
@@ -95,6 +97,15 @@ class LocalRouter:
 
     def __repr__(self) -> str:
         return f"LocalRouter({self.base_url}, time_scale={self.settings.time_scale})"
+
+
+_in_process: "weakref.WeakValueDictionary[str, LocalRouter]" = weakref.WeakValueDictionary()
+
+
+def local_router_at(base_url: str) -> LocalRouter | None:
+    """The router this process serves at ``base_url`` (None for Orq or another process's router)."""
+    router = _in_process.get(base_url.rstrip("/"))
+    return router if router is not None and router.running else None
 
 
 def start_local_router(settings: EmulatorSettings | None = None, host: str = "127.0.0.1", port: int = 0) -> LocalRouter:
