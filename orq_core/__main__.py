@@ -54,7 +54,16 @@ def completion_json(completion: Completion, write_ttl: str) -> dict:
         "ttft_ms": completion.ttft_ms,
         "latency_ms": completion.latency_ms,
         "raw_usage": completion.usage.raw,
+        "cache": cache_json(completion.cache),
     }
+
+
+def cache_json(check) -> dict | None:
+    """The cache doctor's prediction for the request, and how the router's usage compared."""
+    if check is None:
+        return None
+    return {"expected_read_tokens": check.expected_read_tokens, "expected_write_tokens": check.expected_write_tokens,
+            "why": check.sentence()}
 
 
 def _chat(args: argparse.Namespace) -> int:

@@ -99,6 +99,10 @@ class CacheCheck:
     candidate_keys: tuple[str, ...] = field(default=(), repr=False)
     """Prefix hashes at the positions a read could take, longest first (for reconciling)."""
     candidate_tokens: tuple[int, ...] = field(default=(), repr=False)
+    write_plan: tuple[tuple[str, int, int, str], ...] = field(default=(), repr=False)
+    """(prefix hash, tokens, blocks, ttl) of each entry the request writes."""
+    sections: dict = field(default_factory=dict, repr=False)
+    writer: str = ""
 
     @property
     def matched(self) -> bool:
@@ -117,6 +121,7 @@ class CacheCheck:
         values["segments"] = tuple(MapSegment(**s) for s in values.get("segments") or ())
         for name in ("write_keys", "candidate_keys", "candidate_tokens"):
             values[name] = tuple(values.get(name) or ())
+        values["write_plan"] = tuple(tuple(p) for p in values.get("write_plan") or ())
         return cls(**values)
 
 
@@ -281,7 +286,10 @@ class CacheDoctor:
             predicted_at=now, read_key=shape.keys[read_at] if read_at >= 0 else None,
             write_keys=tuple(shape.keys[b] for b in to_write),
             candidate_keys=tuple(shape.keys[j] for j in candidates),
-            candidate_tokens=tuple(shape.cumulative[j] for j in candidates))
+            candidate_tokens=tuple(shape.cumulative[j] for j in candidates),
+            write_plan=tuple((shape.keys[b], shape.cumulative[b], b + 1, shape.blocks[b].cache_ttl or "5m")
+                             for b in to_write),
+            sections=shape.sections, writer=_writer_label(payload, now))
 
     @staticmethod
     def _usable(entry: LedgerEntry | None, now: float) -> bool:
@@ -326,7 +334,8 @@ class CacheDoctor:
             if not entry.readable(now):
                 return "miss: sent before the first response began"
         candidates = set(lookback_candidates(shape.breakpoints))
-        for j in range(len(shape.keys) - 1, read_at, -1):
+        last_breakpoint = max(shape.breakpoints)
+        for j in range(last_breakpoint - 1, read_at, -1):
             if j in candidates:
                 continue
             entry = entries.get(shape.keys[j])
@@ -357,20 +366,12 @@ class CacheDoctor:
             entry = ledger.get(check.read_key)
             if entry is not None:
                 ledger.put(check.read_key, replace(entry, expires_at=now + entry.ttl_seconds, last_used=now))
-        self._write_entries(ledger, payload, check.write_keys, now, readable_at=None)
-        shape_sections = _shape(payload, check.model).sections
-        ledger.set_last({"sections": shape_sections, "at": now})
+        self._write_entries(ledger, check.write_plan, check.writer, now, readable_at=None)
+        ledger.set_last({"sections": check.sections, "at": now})
 
-    def _write_entries(self, ledger: Ledger, payload: dict, keys, now: float, readable_at: float | None) -> None:
-        if not keys:
-            return
-        shape = _shape(payload, ledger.doc_id.rsplit("|", 1)[1])
-        index = {k: i for i, k in enumerate(shape.keys)}
-        writer = _writer_label(payload, now)
-        for key in keys:
-            i = index[key]
-            ttl = shape.blocks[i].cache_ttl or "5m"
-            entry = LedgerEntry(shape.cumulative[i], i + 1, ttl, now, now + TTL_SECONDS[ttl], readable_at, now, writer)
+    def _write_entries(self, ledger: Ledger, plan, writer: str, now: float, readable_at: float | None) -> None:
+        for key, tokens, blocks, ttl in plan:
+            entry = LedgerEntry(tokens, blocks, ttl, now, now + TTL_SECONDS[ttl], readable_at, now, writer)
             earlier = ledger.get(key)
             if earlier is not None and earlier.expires_at > now:
                 # a write racing an unreadable entry: the first to answer wins (as the router does)
@@ -451,8 +452,8 @@ class CacheDoctor:
                                         now + TTL_SECONDS[ttl], now, now,
                                         entry.writer if entry else "another client"))
         to_write = breakpoints_to_write(shape.cumulative, shape.breakpoints, read_at, _min_cacheable(slug))
-        self._write_entries(ledger, {**payload, "model": slug}, [shape.keys[b] for b in to_write], now,
-                            readable_at=self.clock())
+        plan = [(shape.keys[b], shape.cumulative[b], b + 1, shape.blocks[b].cache_ttl or "5m") for b in to_write]
+        self._write_entries(ledger, plan, _writer_label(payload, now), now, readable_at=self.clock())
 
 
 def clock_for(base_url: str) -> Clock:

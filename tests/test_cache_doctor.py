@@ -35,7 +35,7 @@ def client_for(router, store, key="local-router"):
 
 def payload(system=LONG_SYSTEM, messages=None, model=SONNET, ttl="5m", **extra) -> dict:
     msgs = [system_message(system, ttl)] if system else []
-    return {"model": model, "max_tokens": 2048, "messages": msgs + (messages or [user_message("Hello")]), **extra}
+    return {"model": model, "max_tokens": 1600, "messages": msgs + (messages or [user_message("Hello")]), **extra}
 
 
 def png(colour=(200, 30, 30)) -> bytes:
@@ -163,7 +163,7 @@ def random_request(rng: random.Random, state: dict) -> dict:
     grow = 12 if rng.random() < 0.1 else rng.randint(0, 2)
     for _ in range(grow):
         n = len(state["history"])
-        state["history"] += [user_message(f"Question {n}: " + "word " * rng.randint(1, 300)),
+        state["history"] += [user_message(f"Question {n}: " + "word " * rng.randint(1, 120)),
                              {"role": "assistant", "content": f"Answer {n}."}]
     messages = [dict(m) for m in state["history"]]
     if state["images"]:
@@ -171,7 +171,7 @@ def random_request(rng: random.Random, state: dict) -> dict:
         messages.insert(0, user_message(parts + [text_part("Look at these.")]))
         messages.insert(1, {"role": "assistant", "content": "I see them."})
     messages.append(user_message(f"Now {len(messages)}"))
-    ttls = sorted(rng.choice(["5m", "1h"]) for _ in range(4))[::-1]  # 1h before 5m, as Anthropic requires
+    ttls = sorted(rng.choice(["5m", "1h"]) for _ in range(4))  # "1h" < "5m": 1h before 5m, as Anthropic requires
     marks = rng.sample(range(len(messages)), k=min(len(messages), rng.randint(0, 2)))
     for slot, index in enumerate(sorted(marks)):
         message = messages[index]
@@ -196,12 +196,13 @@ def test_predictions_equal_the_router_over_random_sequences(router, fake_clock):
     store = Store(":memory:")
     rng = random.Random(20261201)
     checked = misses = reads = 0
-    for sequence in range(120):
-        key = f"key-{sequence}"  # a fresh cache and ledger per sequence
-        client = client_for(router, store, key)
+    client = client_for(router, store)
+    for sequence in range(100):
+        router.app.state.router.prompt_cache.clear()  # a fresh cache and ledger per sequence
+        client.doctor = doctor_for(router.base_url, f"key-{sequence}", store)
         state = {"tools": None, "system": 0, "thinking": None, "images": 0, "model": SONNET,
                  "tool_choice": None, "history": []}
-        for _ in range(rng.randint(3, 7)):
+        for _ in range(rng.randint(2, 6)):
             fake_clock.advance(rng.choice(WAITS))
             body = random_request(rng, state)
             completion = client.create(body)
@@ -213,5 +214,4 @@ def test_predictions_equal_the_router_over_random_sequences(router, fake_clock):
             checked += 1
             reads += check.expected_read_tokens > 0
             misses += check.why.startswith("miss:")
-        client.close()
-    assert checked > 500 and reads > 100 and misses > 20
+    assert checked > 300 and reads > 80 and misses > 15, (checked, reads, misses)

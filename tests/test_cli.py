@@ -45,7 +45,7 @@ def test_chat_json_on_local_router_has_documented_keys(tmp_path, monkeypatch, ca
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out)
     assert set(first) == {"text", "reasoning", "tool_calls", "finish_reason", "model", "usage", "cost_usd",
-                          "ttft_ms", "latency_ms", "raw_usage"}
+                          "ttft_ms", "latency_ms", "raw_usage", "cache"}
     assert set(first["usage"]) == {"input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
                                    "reasoning_tokens"}
     assert first["usage"]["cache_write_tokens"] > 1024 and first["usage"]["cache_read_tokens"] == 0
@@ -55,6 +55,44 @@ def test_chat_json_on_local_router_has_documented_keys(tmp_path, monkeypatch, ca
     usage = Usage(**second["usage"])
     assert Decimal(str(second["cost_usd"]["total"])) == cost_of(usage, second["model"]).total
     assert second["raw_usage"]["prompt_tokens_details"]["cached_tokens"] == usage.cache_read_tokens
+    assert set(second["cache"]) == {"expected_read_tokens", "expected_write_tokens", "why"}
+
+
+def test_two_cli_runs_against_one_router_process_predict_the_read(tmp_path):
+    """The prefix ledger lives in the store: the second process predicts what the first wrote."""
+    import os
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "ORQ_API_KEY"}
+    router = subprocess.Popen([sys.executable, "-m", "orq_core", "emulator", "--port", str(port), "--time-scale", "0"],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "Local router" in router.stdout.readline()
+        base = f"http://127.0.0.1:{port}/v2/router"
+        extra = {"ORQ_API_KEY": "sk-two-runs-0000", "ORQ_BASE_URL": base,
+                 "ORQ_PLAYGROUND_DB": str(tmp_path / "cli.db")}
+        system = "You answer questions about a long manual. " * 200
+        args = ("chat", "--prompt", "How do I reset it?", "--system", system, "--cache-system", "--json")
+        for _ in range(100):  # the server prints its line before it listens
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        first = json.loads(run_cli(*args, env_extra=extra).stdout)
+        second = json.loads(run_cli(*args, env_extra=extra).stdout)
+    finally:
+        router.terminate()
+        router.wait(10)
+    written = first["usage"]["cache_write_tokens"]
+    assert first["cache"] == {"expected_read_tokens": 0, "expected_write_tokens": written,
+                              "why": f"writes {written:,}: first request with this prefix · as predicted"}
+    assert second["cache"]["expected_read_tokens"] == written == second["usage"]["cache_read_tokens"]
+    assert second["cache"]["why"].startswith(f"reads {written:,} tokens written ")
+    assert second["cache"]["why"].endswith(" · as predicted")
 
 
 def test_chat_thinking_json_reports_reasoning(monkeypatch, capsys):
