@@ -5,7 +5,8 @@ tables. Loopback only; each benchmark runs in its own process with a time limit.
 
 Benchmarks: bench_client.py (SSE decoding vs the openai SDK, create overhead vs bare httpx),
 bench_browser.py (Enter to first token painted in Chromium), bench_startup.py (app cold start),
-bench_lab.py (Caching Lab overhead per request), load_router.py (local-router throughput, median
+bench_lab.py (Caching Lab overhead per request), bench_batch.py (Batch rows/s, its own overhead per
+request, peak memory by rows), load_router.py (local-router throughput, median
 of 3 runs). Every figure is a ratio or a median of several runs.
 """
 
@@ -95,6 +96,7 @@ def router_throughput(run_: Run) -> tuple[str, str]:
 
 def headline(runs: dict[str, Run]) -> list[tuple[str, str, str]]:
     client, browser, startup, lab, router = (runs.get(k) for k in ("client", "browser", "startup", "lab", "router"))
+    batch = runs.get("batch")
     rows = []
     if client:
         for label in ("SSE + JSON + typed chunks, one read per event", "SSE decode only, one read per event"):
@@ -121,6 +123,14 @@ def headline(runs: dict[str, Run]) -> list[tuple[str, str, str]]:
     if lab:
         rows.append(("Caching Lab overhead per request (wall - time inside client.stream)",
                      f"{cell(lab, 'lab overhead', 0)} ms", f"lab wall {cell(lab, 'lab run, wall', 0)} ms per request"))
+    if batch:
+        rows.append(("Batch: 1,000 rows x 2 targets, concurrency 16, time_scale 0", f"{cell(batch, 'batch rows/s', 0)} rows/s",
+                     f"bare client loop {cell(batch, 'bare client loop rows/s', 0)} rows/s"))
+        rows.append(("Batch overhead per request (instant client, SQLite store)",
+                     cell(batch, "batch overhead per request, SQLite store", 0),
+                     f"without the store {cell(batch, 'batch overhead per request, no store', 0)}"))
+        rows.append(("Batch peak memory above idle, 10,000 rows x 2 targets", cell(batch, "10,000", 0),
+                     f"2,500 rows: {cell(batch, '2,500', 0)}; 5,000 rows: {cell(batch, '5,000', 0)}"))
     if router:
         figure, detail = router_throughput(router)
         rows.append(("Local router throughput, streamed, time_scale 0", figure, detail))
@@ -158,6 +168,7 @@ PLAN = {  # key: (title, script, args, timeout s, repeats)
     "browser": ("Enter to first token in Chromium (bench_browser.py)", "bench_browser.py", ["--sends", "7"], 300, 1),
     "startup": ("App cold start (bench_startup.py)", "bench_startup.py", ["--runs", "5"], 300, 1),
     "lab": ("Caching Lab overhead (bench_lab.py)", "bench_lab.py", [], 300, 1),
+    "batch": ("Batch throughput, overhead and memory (bench_batch.py)", "bench_batch.py", [], 900, 1),
     "router": ("Local router under load (load_router.py)", "load_router.py", ["--requests", "200", "--deadline", "120"],
                180, ROUTER_RUNS),
 }
