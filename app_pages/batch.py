@@ -90,6 +90,8 @@ rows = []
 if dataset is not None:
     st.caption(f"{len(dataset.rows):,} rows · columns: {', '.join(dataset.columns)}")
     st.dataframe(dataset.preview(5), hide_index=True, width="stretch")
+    if st.session_state.get("batch_rows_n", 0) > len(dataset.rows):  # a smaller file than the last one
+        st.session_state["batch_rows_n"] = len(dataset.rows)
     pick = st.columns([2, 1, 1])
     how = pick[0].segmented_control("Rows", ["All", "First N", "Random sample"], key="batch_rows_how") or "All"
     count = int(pick[1].number_input("N", min_value=1, max_value=len(dataset.rows), key="batch_rows_n",
@@ -124,6 +126,13 @@ set_temperature = params[1].toggle("Set temperature", key="batch_set_temperature
 st.session_state.setdefault("batch_temperature", 1.0)
 temperature = params[2].slider("temperature", 0.0, 1.0, step=0.05, key="batch_temperature",
                                disabled=not set_temperature)
+with st.popover("More parameters", icon=":material/tune:"):
+    set_top_p = st.toggle("Set top_p", key="batch_set_top_p", help="Not together with temperature on newer models.")
+    top_p = st.slider("top_p", 0.0, 1.0, value=0.9, step=0.05, key="batch_top_p", disabled=not set_top_p)
+    top_k = int(st.number_input("top_k (0 = off)", min_value=0, value=0, key="batch_top_k"))
+    stop_text = st.text_area("Stop sequences (one per line)", key="batch_stop_sequences", height=68)
+    thinking = int(st.number_input("Thinking budget (0 = off)", min_value=0, step=512, value=0, key="batch_thinking",
+                                   help="At least 1,024 and below max_tokens; billed as output."))
 columns = list(dataset.columns) if dataset is not None else []
 check_cols = st.columns(2)
 expected = check_cols[0].selectbox("Expected-answer column (optional)", columns, index=None, key="batch_expected",
@@ -149,6 +158,8 @@ warm_first = run_cols[1].toggle("Warm the cache first", key="batch_warm", disabl
 
 spec = BatchSpec(template=template, targets=tuple(targets), system=system, cache_system=cache_system,
                  cache_ttl=cache_ttl, max_tokens=max_tokens, temperature=temperature if set_temperature else None,
+                 top_p=top_p if set_top_p else None, top_k=top_k or None,
+                 stop=tuple(line for line in stop_text.splitlines() if line), thinking_budget=thinking or None,
                  concurrency=concurrency, warm_first=warm_first and cache_system, expected_column=expected,
                  check=check or "exact")
 

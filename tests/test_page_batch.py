@@ -121,3 +121,11 @@ def test_the_spend_guard_refuses_with_the_numbers(app):
     run(app)
     assert app.session_state.get("batch") is None
     assert app.error[0].value.startswith("Not sent: 6 rows x 2 targets = 12 requests could cost up to $")
+
+
+def test_the_chat_parameter_rules_apply_before_sending(app):
+    prepare(app, targets=(HAIKU,))
+    app.number_input(key="batch_thinking").set_value(2048).run()
+    assert [e.value for e in app.error] == [
+        "The request was not sent: must be less than max_tokens (64): thinking counts against max_tokens (field "
+        "`thinking.budget_tokens`). Change it and try again."]
