@@ -22,7 +22,8 @@ from orq_core.catalog import catalog
 from orq_core.charts import cost_figure, figure_to_html, latency_figure, tokens_figure
 from orq_core.cost import format_usd
 from orq_core.errors import OrqError, describe
-from orq_core.lab import (ARMS, MAX_CONTEXT_TOKENS, MAX_REQUESTS, MIN_CONTEXT_TOKENS, TTL_SECONDS,
+from orq_core.lab import (ARMS, MAX_CONTEXT_TOKENS, MAX_INTERVAL_S, MAX_LAB_OUTPUT, MAX_REQUESTS, MIN_CONTEXT_TOKENS,
+                          TTL_SECONDS,
                           ExperimentConfig, ExperimentResult, Preflight, check_experiment_budget,
                           compare_runs, comparison_table, default_name, preflight, run_experiment)
 from orq_core.lab_clock import local_fast_forward, sleep_in_steps
@@ -80,11 +81,14 @@ def preset_inputs(preset: str) -> dict:
     elif preset == "multi-turn":
         values["context_tokens"] = st.slider("System prompt size (tokens)", MIN_CONTEXT_TOKENS, MAX_CONTEXT_TOKENS,
                                              10_000, step=1_000, key="lab_guide_tokens", help=size_help)
-        values["turns"] = int(st.number_input("Earlier turns before request 1", 0, 100, 0, key="lab_turns"))
+        values["turns"] = int(st.number_input("Earlier turns before request 1", value=0, key="lab_turns",
+                                              help="0 to 100."))
     elif preset == "many-shot":
-        values["shots"] = int(st.number_input("Examples (N)", 1, 2_000, 100, step=10, key="lab_shots"))
+        values["shots"] = int(st.number_input("Examples (N)", value=100, step=10, key="lab_shots",
+                                              help="1 to 2,000."))
     elif preset == "tools":
-        values["tool_count"] = int(st.number_input("Tool definitions", 1, 500, 40, step=5, key="lab_tools"))
+        values["tool_count"] = int(st.number_input("Tool definitions", value=40, step=5, key="lab_tools",
+                                                   help="1 to 500."))
     else:
         pasted = st.text_area("Context", key="lab_custom_text", height=150,
                               placeholder="Paste a document, a long system prompt, examples…")
@@ -106,10 +110,14 @@ def designer(preset: str) -> tuple[ExperimentConfig, bool]:
     values["arms"] = tuple(right.multiselect("Arms to compare", list(ARMS), default=["no-cache", "prompt-cache"],
                                              key="lab_arms", format_func=ARM_LABELS.get))
     cells = st.columns(4)
-    values["requests"] = int(cells[0].number_input("Requests per arm", 1, MAX_REQUESTS, 5, key="lab_requests"))
+    # No min/max on these boxes: Streamlit would keep the last valid value while the box shows the
+    # typed one. The plan checks what the box shows and refuses it with a sentence.
+    values["requests"] = int(cells[0].number_input("Requests per arm", value=5, key="lab_requests",
+                                                   help=f"1 to {MAX_REQUESTS}."))
     values["interval_s"] = float(cells[1].number_input(
-        "Interval between requests (s)", 0.0, 7_200.0, 0.0, step=30.0, key="lab_interval",
-        help="Set it above the TTL (e.g. 330 s with 5m) to watch the cache expire and be written again."))
+        "Interval between requests (s)", value=0.0, step=30.0, key="lab_interval",
+        help=f"0 to {MAX_INTERVAL_S:,} s. Set it above the TTL (e.g. 330 s with 5m) to watch the cache expire "
+             "and be written again."))
     values["ttl"] = cells[2].radio("Cache TTL", list(TTL_SECONDS), horizontal=True, key="lab_ttl",
                                    help="5m: writes cost 1.25× input, refreshed by each read. 1h: writes cost 2×. "
                                         "Also the TTL of Orq's response cache arm.")
@@ -129,8 +137,9 @@ def designer(preset: str) -> tuple[ExperimentConfig, bool]:
         questions = st.text_area("Questions, one per line (blank: the preset's own)", key=f"lab_questions_{preset}",
                                  height=90, help="Asked in turn, one per request.")
         values["questions"] = tuple(line.strip() for line in questions.splitlines() if line.strip())
-        values["max_tokens"] = int(st.number_input("max_tokens", 1, 8_192, 256, step=64, key="lab_max_tokens",
-                                                   help="Output is billed as produced; estimates count it in full."))
+        values["max_tokens"] = int(st.number_input("max_tokens", value=256, step=64, key="lab_max_tokens",
+                                                   help=f"1 to {MAX_LAB_OUTPUT:,}. Output is billed as produced; "
+                                                        "estimates count it in full."))
     return ExperimentConfig(preset=preset, **values), fast_forward
 
 

@@ -42,6 +42,8 @@ TTL_SECONDS = {"5m": 300, "1h": 3600}
 MIN_CONTEXT_TOKENS = 1_000
 MAX_CONTEXT_TOKENS = 150_000
 MAX_REQUESTS = 200
+MAX_INTERVAL_S = 7_200
+MAX_LAB_OUTPUT = 8_192
 DOC_KIND = "experiment"
 
 
@@ -95,16 +97,18 @@ class ExperimentConfig:
             raise ValueError(f"Context size must be {MIN_CONTEXT_TOKENS:,} to {MAX_CONTEXT_TOKENS:,} tokens")
         if self.preset == "custom" and not self.custom_context.strip():
             raise ValueError("The custom preset needs some context text")
-        if self.preset == "many-shot" and not 1 <= self.shots <= 2_000:
-            raise ValueError("Many-shot needs 1 to 2,000 examples")
-        if self.preset == "tools" and not 1 <= self.tool_count <= 500:
-            raise ValueError("The tools preset needs 1 to 500 tools")
-        if not 0 <= self.turns <= 100:
-            raise ValueError("Earlier turns must be 0 to 100")
-        if not 1 <= self.requests <= MAX_REQUESTS:
-            raise ValueError(f"Number of requests must be 1 to {MAX_REQUESTS}")
-        if self.interval_s < 0:
-            raise ValueError("The interval cannot be negative")
+        if self.preset == "many-shot" and not _whole_within(self.shots, 1, 2_000):
+            raise ValueError(f"Many-shot needs 1 to 2,000 examples (you gave {_number(self.shots)})")
+        if self.preset == "tools" and not _whole_within(self.tool_count, 1, 500):
+            raise ValueError(f"The tools preset needs 1 to 500 tools (you gave {_number(self.tool_count)})")
+        if not _whole_within(self.turns, 0, 100):
+            raise ValueError(f"Earlier turns must be 0 to 100 (you gave {_number(self.turns)})")
+        if not _whole_within(self.requests, 1, MAX_REQUESTS):
+            raise ValueError(f"Requests per arm must be a whole number from 1 to {MAX_REQUESTS} "
+                             f"(you gave {_number(self.requests)})")
+        if not (isinstance(self.interval_s, (int, float)) and 0 <= self.interval_s <= MAX_INTERVAL_S):
+            raise ValueError(f"The interval must be from 0 to {MAX_INTERVAL_S:,} seconds "
+                             f"(you gave {_number(self.interval_s)})")
         if self.ttl not in TTL_SECONDS:
             raise ValueError("TTL must be 5m or 1h")
         if not self.arms or any(arm not in ARMS for arm in self.arms):
@@ -113,8 +117,9 @@ class ExperimentConfig:
             raise ValueError("Choose at least one model")
         for slug in self.models:
             catalog().resolve(slug)  # UnknownModelError is a ValueError with a clear message
-        if self.max_tokens < 1:
-            raise ValueError("max_tokens must be at least 1")
+        if not _whole_within(self.max_tokens, 1, MAX_LAB_OUTPUT):
+            raise ValueError(f"max_tokens must be a whole number from 1 to {MAX_LAB_OUTPUT:,} "
+                             f"(you gave {_number(self.max_tokens)})")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -129,6 +134,18 @@ class ExperimentConfig:
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
+
+
+def _whole_within(value, low: int, high: int) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == int(value) \
+        and low <= value <= high
+
+
+def _number(value) -> str:
+    """A number as the person typed it, readable: 10,000, -5, 2.5, 1,000,000,000,000."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:,}" if isinstance(value, (int, float)) else repr(value)
 
 
 # --------------------------------------------------------------------------------------------

@@ -315,7 +315,7 @@ CLI_CASES = [
      "must be a number between 0 and 1 (field `temperature`)"),
     ("empty prompt", ["chat", "--prompt", ""], "must not be empty (field `messages[0].content`)"),
     ("huge prompt", ["chat", "--prompt", HUGE], "prompt is too long"),
-    ("lab with 0 requests", ["lab", "--requests", "0"], "Number of requests must be 1 to 200"),
+    ("lab with 0 requests", ["lab", "--requests", "0"], "Requests per arm must be a whole number from 1 to 200 (you gave 0)"),
     ("lab context too small", ["lab", "--context-tokens", "10"], "Context size must be 1,000 to 150,000 tokens"),
     ("lab unknown arm", ["lab", "--arms", "no-cache,turbo"],
      "error: Arms must be some of: no-cache, prompt-cache, response-cache"),

@@ -171,3 +171,25 @@ def test_fast_forward_shows_the_cache_expiring_between_requests(app):
     assert second.cache_read_tokens == 0 and second.cache_write_tokens == first.cache_write_tokens
     assert second.t_s >= 330  # time on the router's clock, not waited for
     assert any("not shorter than the 5m TTL" in w.value for w in app.warning)
+
+
+# --- numbers a person can trust (issue 16, item 6) ------------------------------------------------
+
+@pytest.mark.parametrize("label, typed, sentence", [
+    ("Requests per arm", 0, "Requests per arm must be a whole number from 1 to 200 (you gave 0)"),
+    ("Requests per arm", 10_000, "Requests per arm must be a whole number from 1 to 200 (you gave 10,000)"),
+    ("Requests per arm", -3, "Requests per arm must be a whole number from 1 to 200 (you gave -3)"),
+    ("Interval between requests (s)", -5.0,
+     "The interval must be from 0 to 7,200 seconds (you gave -5)"),
+    ("Interval between requests (s)", 1e12,
+     "The interval must be from 0 to 7,200 seconds (you gave 1,000,000,000,000)"),
+])
+def test_a_number_out_of_range_is_refused_as_shown_not_replaced(app, label, typed, sentence):
+    by_label(app.number_input, label).set_value(typed)
+    by_label(app.button, "Check plan").click().run()
+    assert not app.exception, app.exception
+    assert by_label(app.number_input, label).value == typed
+    assert sentence in [e.value for e in app.error]
+    assert not [m for m in app.metric if m.label == "Cached prefix (request 1)"]  # no plan for other numbers
+    by_label(app.button, "Run experiment").click().run()
+    assert "lab_result" not in app.session_state
