@@ -24,7 +24,8 @@ from orq_core.cost import format_usd
 from orq_core.errors import OrqError, describe
 from orq_core.lab import (ARMS, MAX_CONTEXT_TOKENS, MAX_INTERVAL_S, MAX_LAB_OUTPUT, MAX_REQUESTS, MIN_CONTEXT_TOKENS,
                           TTL_SECONDS,
-                          ExperimentConfig, ExperimentResult, Preflight, check_experiment_budget,
+                          FINISHED, INTERRUPTED, RUNNING, STOPPED, ExperimentConfig, ExperimentResult, Preflight,
+                          check_experiment_budget,
                           compare_runs, comparison_table, default_name, preflight, run_experiment)
 from orq_core.lab_clock import local_fast_forward, sleep_in_steps
 from orq_core.lab_presets import BREAKPOINTS, PRESETS
@@ -248,7 +249,9 @@ def exports(result: ExperimentResult, figs: dict) -> None:
 def show_result(result: ExperimentResult) -> None:
     st.subheader(result.name or default_name(result.config))
     started = time.strftime("%Y-%m-%d %H:%M", time.localtime(result.started_at)) if result.started_at else "?"
-    note = " · **stopped early**: the requests that finished are kept" if result.cancelled else ""
+    note = {INTERRUPTED: " · **interrupted**: the server stopped mid-run; the requests saved before are kept",
+            RUNNING: " · **still running** elsewhere"}.get(
+        result.status, " · **stopped early**: the requests that finished are kept" if result.cancelled else "")
     st.caption(f"Run {result.id} · started {started} · {len(result.records)} requests{note}")
     failures(result)
     summary_metrics(result)
@@ -356,16 +359,17 @@ def run(config: ExperimentConfig, fast_forward: bool) -> None:
         timing = {"sleep": forward.sleep, "clock": forward.clock}
     else:
         timing = {"sleep": lambda seconds: sleep_in_steps(seconds, painter.countdown, sleep=handle.stop.wait)}
-    started = time.time()
-    try:
+    started, run_id = time.time(), uuid.uuid4().hex[:12]
+    try:  # saved as it goes: a killed server keeps every record that arrived
         handle.result = run_experiment(config, StoppableClient(ctx.client, painter), on_record=painter,
-                                       cancel=handle.stop, **timing)
+                                       cancel=handle.stop, store=store, result_id=run_id, **timing)
     finally:  # no st call and no session state in here: see RunHandle
-        if handle.result is None:  # stopped, or broken: keep what finished
+        if handle.result is None:  # stopped between records: run_experiment saved it as stopped
             handle.result = ExperimentResult(config=config, records=list(painter.records), started_at=started,
-                                             finished_at=time.time(), cancelled=True, name=default_name(config))
-        if handle.result.records:
-            handle.result.save(store)
+                                             finished_at=time.time(), cancelled=True, name=default_name(config),
+                                             id=run_id, status=STOPPED)
+        if not handle.result.records:
+            store.delete_doc("experiment", run_id)
         handle.done.set()
     adopt(handle)
     st.rerun()
@@ -392,7 +396,9 @@ def finish_stopped_run() -> None:
 # --- history and comparison ----------------------------------------------------------------------
 
 def run_label(doc) -> str:
-    return f"{doc.name} · {time.strftime('%m-%d %H:%M:%S', time.localtime(doc.created))}"
+    status = (doc.data or {}).get("status", FINISHED)
+    note = "" if status == FINISHED else f" · {status}"
+    return f"{doc.name} · {time.strftime('%m-%d %H:%M:%S', time.localtime(doc.created))}{note}"
 
 
 def open_saved() -> None:
@@ -455,7 +461,7 @@ st.caption("**No caching**: every request pays full input price. **Prompt cachin
               if ctx.connection.local else "Figures are Orq's reported usage priced at Claude's published prices."))
 
 finish_stopped_run()
-saved = store.list_docs("experiment")
+saved = store.list_docs("experiment", with_data=True)  # headers only: records are items
 history_sidebar(saved)
 
 preset = st.radio("Preset", PRESETS, format_func=PRESET_LABELS.get, horizontal=True, key="lab_preset")

@@ -18,6 +18,8 @@ import argparse
 import csv
 import io
 import json
+import os
+import socket
 import statistics
 import threading
 import time
@@ -486,6 +488,28 @@ def _arm_summary(records: list[LabRecord]) -> dict:
     }
 
 
+RUNNING, FINISHED, STOPPED, INTERRUPTED = "running", "finished", "stopped", "interrupted"
+_ACTIVE_RUNS: set[str] = set()
+"""Ids of the runs this process is running now (a saved "running" run not here may be dead)."""
+
+
+def _runner_alive(runner: dict | None) -> bool:
+    """Whether the process that saved a "running" run can still be running it. Another machine's
+    process (a shared PostgreSQL store) cannot be checked, so it counts as alive."""
+    if not isinstance(runner, dict) or runner.get("host") != socket.gethostname():
+        return isinstance(runner, dict)
+    pid = runner.get("pid")
+    if pid == os.getpid() or not isinstance(pid, int):
+        return False  # this process runs none by that id (see _ACTIVE_RUNS)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class ExperimentResult:
     config: ExperimentConfig
@@ -495,6 +519,9 @@ class ExperimentResult:
     cancelled: bool = False
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     name: str = ""
+    status: str = FINISHED
+    """running (saved as it goes), finished, stopped (by the person) or interrupted (its process
+    died mid-run: what was saved before is kept)."""
 
     def arm_records(self, model: str, arm: str) -> list[LabRecord]:
         return [r for r in self.records if r.model == model and r.arm == arm]
@@ -519,10 +546,12 @@ class ExperimentResult:
                     figures["median_latency_ms"], reference.get("median_latency_ms"))
         return result
 
-    def to_dict(self) -> dict:
-        return {"id": self.id, "name": self.name, "config": self.config.to_dict(),
-                "records": [r.to_dict() for r in self.records], "started_at": self.started_at,
-                "finished_at": self.finished_at, "cancelled": self.cancelled}
+    def to_dict(self, with_records: bool = True) -> dict:
+        data = {"id": self.id, "name": self.name, "config": self.config.to_dict(), "status": self.status,
+                "started_at": self.started_at, "finished_at": self.finished_at, "cancelled": self.cancelled}
+        if with_records:
+            data["records"] = [r.to_dict() for r in self.records]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "ExperimentResult":
@@ -530,7 +559,7 @@ class ExperimentResult:
                    records=[LabRecord.from_dict(r) for r in data.get("records", [])],
                    started_at=data.get("started_at", 0.0), finished_at=data.get("finished_at", 0.0),
                    cancelled=data.get("cancelled", False), id=data.get("id") or uuid.uuid4().hex[:12],
-                   name=data.get("name", ""))
+                   name=data.get("name", ""), status=data.get("status", FINISHED))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -553,14 +582,41 @@ class ExperimentResult:
         columns = [f.name for f in fields(LabRecord)]
         return pd.DataFrame([r.to_row() for r in self.records], columns=columns)
 
+    # Saved as it goes: the document holds the run's header (config, status), and each record is
+    # an item of it, written when it arrives. A killed process loses only the request in flight.
+
+    def save_header(self, store) -> None:
+        header = self.to_dict(with_records=False)
+        if self.status == RUNNING:
+            header["runner"] = {"host": socket.gethostname(), "pid": os.getpid()}
+        store.save_doc(DOC_KIND, self.id, self.name or default_name(self.config), header)
+
+    def save_record(self, store, index: int, record: LabRecord) -> None:
+        store.put_item(DOC_KIND, self.id, f"{index:06d}", record.to_dict())
+
     def save(self, store) -> str:
-        store.save_doc(DOC_KIND, self.id, self.name or default_name(self.config), self.to_dict())
+        """The whole run at once (a run that was not saved as it went, e.g. an import)."""
+        self.save_header(store)
+        for index, record in enumerate(self.records):
+            self.save_record(store, index, record)
         return self.id
 
     @classmethod
     def load(cls, store, experiment_id: str) -> "ExperimentResult | None":
+        """The run with every record saved so far. A run saved as running whose process is gone is
+        marked interrupted (here, and in the store)."""
         doc = store.load_doc(DOC_KIND, experiment_id)
-        return cls.from_dict(doc.data) if doc else None
+        if doc is None:
+            return None
+        result = cls.from_dict(doc.data)
+        items = store.items(DOC_KIND, experiment_id)
+        if items:
+            result.records = [LabRecord.from_dict(data) for _, data in items]
+        if (result.status == RUNNING and experiment_id not in _ACTIVE_RUNS
+                and not _runner_alive(doc.data.get("runner"))):
+            result.status, result.cancelled = INTERRUPTED, True
+            result.save_header(store)
+        return result
 
 
 def default_name(config: ExperimentConfig) -> str:
@@ -707,15 +763,37 @@ def _wait(seconds: float, sleep: Callable[[float], None], cancel: threading.Even
 
 def run_experiment(config: ExperimentConfig, client, *, on_record: Callable[[LabRecord], None] | None = None,
                    cancel: threading.Event | None = None, sleep: Callable[[float], None] = time.sleep,
-                   clock: Callable[[], float] = time.monotonic) -> ExperimentResult:
+                   clock: Callable[[], float] = time.monotonic, store=None,
+                   result_id: str | None = None) -> ExperimentResult:
     """Runs every (model, arm) of ``config``, interleaved by request number (see the module doc).
     Failures become 'failed' rows; on cancel the request in flight ends as 'cancelled' and the
-    rest are not sent. The client logs every request to the run log."""
+    rest are not sent. The client logs every request to the run log. With ``store`` the run is
+    saved as it goes: its header first (status running), each record as it arrives (before
+    ``on_record`` sees it), its final status last."""
     config.validate()
     if config.fresh_cache and not config.cache_salt:
         config = replace(config, cache_salt=uuid.uuid4().hex[:8])
     plan = [(model, arm, build_requests(config, arm, model)) for model in config.models for arm in config.arms]
-    result = ExperimentResult(config=config, started_at=time.time(), name=default_name(config))
+    result = ExperimentResult(config=config, started_at=time.time(), name=default_name(config), status=RUNNING)
+    if result_id:
+        result.id = result_id
+    _ACTIVE_RUNS.add(result.id)
+    try:
+        if store is not None:
+            result.save_header(store)
+        _run_rounds(result, plan, client, on_record, cancel, sleep, clock, store)
+    finally:
+        _ACTIVE_RUNS.discard(result.id)
+        result.finished_at = time.time()
+        if result.status == RUNNING:  # an exception (e.g. the page's Stop) ended it between records
+            result.status, result.cancelled = STOPPED, True
+        if store is not None:
+            result.save_header(store)
+    return result
+
+
+def _run_rounds(result: ExperimentResult, plan: list, client, on_record, cancel, sleep, clock, store) -> None:
+    config = result.config
     start = clock()
     baselines: dict[tuple[str, str], Decimal] = {}
     stopped = lambda: cancel is not None and cancel.is_set()  # noqa: E731
@@ -730,6 +808,8 @@ def run_experiment(config: ExperimentConfig, client, *, on_record: Callable[[Lab
             record.t_s = clock() - start
             record.ts = result.started_at + record.t_s
             baselines[(model, arm)] = record.baseline_usd or baselines.get((model, arm), Decimal(0))
+            if store is not None:
+                result.save_record(store, len(result.records), record)
             result.records.append(record)
             if on_record:
                 on_record(record)
@@ -738,8 +818,7 @@ def run_experiment(config: ExperimentConfig, client, *, on_record: Callable[[Lab
     planned = len(plan) * config.requests
     result.cancelled = stopped() and (len(result.records) < planned
                                       or any(r.status == "cancelled" for r in result.records))
-    result.finished_at = time.time()
-    return result
+    result.status = STOPPED if result.cancelled else FINISHED
 
 
 # --------------------------------------------------------------------------------------------
@@ -810,8 +889,10 @@ def cli_lab(args: argparse.Namespace, *, client_factory: Callable[..., object] |
     for warning in check.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     client = client_factory()
+    from .store import Store
+
     try:
-        result = run_experiment(config, client)
+        result = run_experiment(config, client, store=Store.default())
     finally:
         close = getattr(client, "close", None)
         if close:
@@ -826,4 +907,5 @@ def cli_lab(args: argparse.Namespace, *, client_factory: Callable[..., object] |
 
 __all__ = ["ARMS", "ExperimentConfig", "LabRecord", "ExperimentResult", "Preflight", "ArmEstimate",
            "build_requests", "preflight", "run_experiment", "compare_runs", "add_lab_arguments", "cli_lab",
-           "prompt_shape", "default_name", "comparison_table", "check_experiment_budget"]
+           "prompt_shape", "default_name", "comparison_table", "check_experiment_budget", "RUNNING", "FINISHED",
+           "STOPPED", "INTERRUPTED"]

@@ -578,3 +578,80 @@ def test_a_stream_cut_midway_is_a_failed_row(router, router_clock, store):
                   client_options={"headers": {"X-Emulator-Fault": "cut:after=3"}})
     (record,) = result.records
     assert record.status == "failed" and record.error
+
+
+# --- a run that survives a kill (issue 16, item 5) ----------------------------------------------
+
+KILLED_RUNNER = '''
+import sys, threading
+from orq_core.lab import ExperimentConfig, run_experiment
+from orq_core.store import Store
+from orq_core.types import Completion, Done
+from orq_core.usage import Usage
+
+
+class HangsAfterThree:
+    """Answers three requests, then hangs inside the fourth: the parent kills the process there."""
+
+    def __init__(self):
+        self.sent = 0
+
+    def stream(self, payload, **options):
+        self.sent += 1
+        if self.sent > 3:
+            threading.Event().wait()
+        yield Done(Completion(text="ok", model=payload["model"], usage=Usage(1200, 0, 0, 20)))
+
+
+config = ExperimentConfig(preset="book", context_tokens=1_000, requests=5, arms=("no-cache",))
+run_experiment(config, HangsAfterThree(), store=Store.default(), result_id=sys.argv[1],
+               on_record=lambda record: print(f"saved {record.request}", flush=True))
+'''
+
+
+def test_a_run_killed_midway_keeps_its_records_and_opens_as_interrupted(tmp_path, isolated_db):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from orq_core.store import Store
+
+    script = tmp_path / "runner.py"
+    script.write_text(KILLED_RUNNER)
+    repo = str(Path(__file__).resolve().parent.parent)
+    child = subprocess.Popen([sys.executable, str(script), "killedrun01"], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": repo, "ORQ_PLAYGROUND_DB": str(isolated_db)})
+    try:
+        heard = [child.stdout.readline().strip() for _ in range(3)]  # each line comes after its record is saved
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+    assert heard == ["saved 1", "saved 2", "saved 3"] and child.returncode == -signal.SIGKILL
+
+    store = Store(isolated_db)
+    assert store.load_doc("experiment", "killedrun01").data["status"] == "running"  # what the kill left
+    reopened = ExperimentResult.load(store, "killedrun01")
+    assert reopened.status == "interrupted" and reopened.cancelled
+    assert [(r.request, r.status, r.input_tokens) for r in reopened.records] == [(1, "ok", 1200), (2, "ok", 1200),
+                                                                                  (3, "ok", 1200)]
+    assert store.load_doc("experiment", "killedrun01").data["status"] == "interrupted"  # marked once opened
+    assert ExperimentResult.load(store, "killedrun01").records == reopened.records
+
+
+def test_a_run_saves_each_record_as_it_arrives_and_marks_itself_finished(tmp_path):
+    from orq_core.store import Store
+
+    store = Store(tmp_path / "lab.db")
+    seen_saved = []
+
+    def on_record(record):
+        seen_saved.append(len(store.items("experiment", "run2")))
+
+    config = _config(requests=3, arms=("no-cache", "prompt-cache"))
+    result = run_experiment(config, FakeClient(), store=store, result_id="run2", on_record=on_record)
+    assert seen_saved == [1, 2, 3, 4, 5, 6]
+    assert result.status == "finished" and store.load_doc("experiment", "run2").data["status"] == "finished"
+    assert ExperimentResult.load(store, "run2").records == result.records

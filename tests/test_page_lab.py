@@ -193,3 +193,26 @@ def test_a_number_out_of_range_is_refused_as_shown_not_replaced(app, label, type
     assert not [m for m in app.metric if m.label == "Cached prefix (request 1)"]  # no plan for other numbers
     by_label(app.button, "Run experiment").click().run()
     assert "lab_result" not in app.session_state
+
+
+def test_a_run_whose_server_died_opens_as_interrupted_with_its_records(app):
+    import socket
+    import subprocess
+    import sys
+
+    first = run_book(app, requests=2)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its process id now runs nothing
+    store = Store.default()
+    header = {**store.load_doc("experiment", first.id).data, "status": "running",
+              "runner": {"host": socket.gethostname(), "pid": gone.pid}}
+    store.save_doc("experiment", "deadrun00001", "died mid-run", {**header, "id": "deadrun00001"})
+    for index, record in enumerate(first.records[:3]):
+        store.put_item("experiment", "deadrun00001", f"{index:06d}", record.to_dict())
+    app.run()
+    by_label(app.sidebar.selectbox, "Open a saved run").set_value("deadrun00001").run()
+    assert not app.exception, app.exception
+    opened = app.session_state["lab_result"]
+    assert opened.status == "interrupted" and len(opened.records) == 3
+    assert any("**interrupted**: the server stopped mid-run; the requests saved before are kept" in c.value
+               for c in app.caption)
