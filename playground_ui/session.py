@@ -109,16 +109,34 @@ def _client_for(connection: Connection, spend: SessionSpend):
     return st.session_state["_client"]
 
 
+def _ping(client) -> tuple[float, str, bool]:
+    try:
+        return time.monotonic(), f"reachable, {client.ping():.0f} ms", True
+    except OrqError as error:
+        return time.monotonic(), describe(error), False
+
+
+def _typed_in_sidebar() -> bool:
+    """A key or base URL typed in this session rather than configured: a half-typed pair must not
+    send the key anywhere, so it is tested only on request."""
+    configured_url = os.environ.get("ORQ_BASE_URL") or DEFAULT_BASE_URL
+    return bool(clean_key(st.session_state.get("typed_api_key"))) or \
+        (st.session_state.get("base_url") or configured_url) != configured_url
+
+
 def _ping_status(client, connection: Connection) -> None:
     cache = st.session_state.setdefault("_ping", {})
-    marker = connection.base_url
+    marker = (connection.base_url, hash(connection.api_key))
     cached = cache.get(marker)
-    if not cached or time.monotonic() - cached[0] > 30:
-        try:
-            cached = (time.monotonic(), f"reachable, {client.ping():.0f} ms", True)
-        except OrqError as error:
-            cached = (time.monotonic(), describe(error), False)
-        cache[marker] = cached
+    if not connection.local and _typed_in_sidebar():
+        if st.sidebar.button("Test connection", key="test_connection", icon=":material/network_check:"):
+            cached = cache[marker] = _ping(client)
+        if cached is None:
+            st.sidebar.caption("Not tested yet: check the base URL, then press Test connection. Nothing is sent "
+                               "with the key before that.")
+            return
+    elif not cached or time.monotonic() - cached[0] > 30:
+        cached = cache[marker] = _ping(client)
     (st.sidebar.success if cached[2] else st.sidebar.error)(f"{connection.label}: {cached[1]}")
 
 

@@ -195,6 +195,27 @@ def test_connection(key, base_url, expected, usable, local_env, keyed_router, mo
     assert key.strip() not in page_text(at)
 
 
+def test_a_pasted_key_is_sent_nowhere_until_test_connection(local_env, keyed_router, monkeypatch):
+    from orq_core.client import OrqClient
+
+    pings, real_ping = [], OrqClient.ping
+    monkeypatch.setattr(OrqClient, "ping", lambda client: pings.append(client.base_url) or real_ping(client))
+    monkeypatch.setenv("ORQ_BASE_URL", keyed_router.base_url)
+    at = open_app()
+    pings.clear()  # the local router's own ping (loopback, no key of the person's)
+    by_label(at.sidebar.radio, "Connection").set_value("Orq").run()
+    at.sidebar.text_input(key="typed_api_key").input(CLEAN_KEY).run()
+    assert pings == [] and "Orq AI Router: reachable" not in page_text(at.sidebar)
+    assert ("Not tested yet: check the base URL, then press Test connection. Nothing is sent with the key "
+            "before that.") in page_text(at.sidebar)
+    by_label(at.sidebar.button, "Test connection").click().run()
+    assert pings == [keyed_router.base_url] and "Orq AI Router: reachable" in page_text(at.sidebar)
+    at.run()
+    assert len(pings) == 1 and "Orq AI Router: reachable" in page_text(at.sidebar)
+    at.sidebar.text_input(key="base_url").input("http://127.0.0.1:9/v2/router").run()
+    assert len(pings) == 1 and "Not tested yet" in page_text(at.sidebar)
+
+
 # --- Vision / PDF ---------------------------------------------------------------------------------
 
 def upload(*files):
