@@ -114,8 +114,14 @@ def offer_downscale(item: vision.MediaItem) -> None:
 def preview(item: vision.MediaItem) -> None:
     if item.kind == vision.IMAGE and item.data is not None and item.width:
         st.image(item.data, width=160)
-    elif item.kind == vision.IMAGE and item.by_address and item.ok:  # a checked http(s) address, never a path
-        st.image(item.url, width=160)
+    elif item.kind == vision.IMAGE and item.by_address and item.ok and state.get(f"previewed_{item.id}"):
+        st.image(item.url, width=160)  # a checked http(s) address, never a path; loaded by the person's browser
+    elif item.kind == vision.IMAGE and item.by_address and item.ok:
+        st.caption("No preview yet: the router, not the playground, fetches this address when you ask. A preview "
+                   "would make your own browser load it.")
+        if st.button("Show preview", key=f"preview_{item.id}", icon=":material/visibility:"):
+            state[f"previewed_{item.id}"] = True
+            st.rerun()
     else:
         st.markdown(":material/picture_as_pdf:" if item.kind == vision.PDF else ":material/help:")
 

@@ -182,3 +182,17 @@ def test_url_items(app):
     app.button(key=f"detected_{item.id}").click().run()
     assert session(app).items[0].kind == "pdf" and session(app).items[0].ok
     assert "fetched by the router" in texts(app.warning)
+
+
+def test_an_image_address_is_not_previewed_until_asked(app):
+    address = "http://169.254.169.254/latest/meta-data/chart.png"
+    app.text_input(key="vision_url").input(address)
+    by_label(app.button, "Add as image").click().run()
+    assert not app.exception, app.exception
+    assert app.get("image") == []  # the person's browser has loaded nothing from the address
+    assert ("No preview yet: the router, not the playground, fetches this address when you ask. A preview would "
+            "make your own browser load it.") in texts(app.caption)
+    item = session(app).items[0]
+    app.button(key=f"preview_{item.id}").click().run()
+    (image,) = app.get("image")
+    assert image.value == [address]
