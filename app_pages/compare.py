@@ -108,8 +108,9 @@ def column_settings(i: int, default_slug: str) -> CompareTarget:
     """The target picker and its parameters popover for column ``i``."""
     st.session_state.setdefault(key("target", i), default_slug)
     slug = st.selectbox(f"Column {i + 1}", list(TARGETS), key=key("target", i), disabled=locked,
-                        format_func=lambda s: TARGETS[s].label)
+                        format_func=lambda s: TARGETS[s].short_label)
     model = TARGETS[slug].model
+    st.markdown(f"**{TARGETS[slug].provider.label}** · {model.label}")  # wraps where the box above cuts
     max_key = key("max_tokens", i)
     st.session_state[max_key] = min(st.session_state.get(max_key, 1024), model.max_output)
     with st.popover("Parameters", icon=":material/tune:", width="stretch"):

@@ -35,11 +35,18 @@ class Prices:
         return self.cache_write_1h if ttl == "1h" else self.cache_write_5m
 
 
+_SHORT_PROVIDER_NAMES = {"anthropic": "Anthropic", "aws": "Bedrock", "google": "Vertex"}
+
+
 @dataclass(frozen=True)
 class Provider:
     id: str
     label: str
     prefix: str
+
+    @property
+    def short(self) -> str:
+        return _SHORT_PROVIDER_NAMES.get(self.id, self.label)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,12 @@ class Target:
     @property
     def label(self) -> str:
         return f"{self.model.label} via {self.provider.label}"
+
+    @property
+    def short_label(self) -> str:
+        """Provider first, for narrow places that cut text (a Compare column's box at 1024 px):
+        'Bedrock · Sonnet 4.5'."""
+        return f"{self.provider.short} · {self.model.label.removeprefix('Claude ')}"
 
 
 @dataclass(frozen=True)

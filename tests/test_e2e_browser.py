@@ -208,3 +208,22 @@ def test_compare_two_columns_side_by_side(ui):
     body = ui.body()
     assert body.count("Explain prompt caching in one paragraph.") >= 2
     assert "anthropic/claude-sonnet-4-5-20250929" in body and "aws/anthropic/claude-sonnet-4-5-20250929" in body
+
+
+def test_compare_columns_can_be_told_apart_at_1024x768(ui):
+    page = ui.page
+    page.set_viewport_size({"width": 1024, "height": 768})
+    try:
+        ui.open("/compare")
+        three = page.get_by_role("radiogroup", name="Columns").get_by_role("radio", name="3", exact=True)
+        three.click()
+        page.wait_for_function("() => document.body.innerText.includes('Column 3')")
+        shown = [page.get_by_role("combobox", name=f"Column {i}").input_value() for i in (1, 2, 3)]
+        ui.shot("compare_1024x768")
+        assert [text.split(" · ")[0] for text in shown] == ["Anthropic", "Bedrock", "Vertex"]
+        body = ui.body()
+        for full in ("Anthropic (direct) · Claude Sonnet 4.5", "AWS Bedrock · Claude Sonnet 4.5",
+                     "Google Vertex AI · Claude Sonnet 4.5"):
+            assert full in " ".join(body.split())
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1000})

@@ -151,3 +151,16 @@ def test_an_invalid_column_shows_why_and_the_others_answer(app):
     assert first.samples[0].ok and third.samples[0].ok
     assert invalid.samples[0].completion is None and "1024" in invalid.samples[0].error.replace(",", "")
     assert [e.value for e in app.error] == [invalid.samples[0].error]
+
+
+def test_columns_are_told_apart_by_their_first_characters(app):
+    """At 1024x768 a column's box shows about ten characters: the provider comes first, and the
+    full name is written out below the box, where it wraps instead of being cut."""
+    boxes = [s for s in app.selectbox if s.label.startswith("Column ")]
+    shown = [box.options[box.index] for box in boxes]
+    assert shown == ["Anthropic · Sonnet 4.5", "Bedrock · Sonnet 4.5", "Vertex · Sonnet 4.5"]
+    assert len({text[:9] for text in shown}) == 3
+    names = [m.value for m in app.markdown]
+    for full in ("**Anthropic (direct)** · Claude Sonnet 4.5", "**AWS Bedrock** · Claude Sonnet 4.5",
+                 "**Google Vertex AI** · Claude Sonnet 4.5"):
+        assert full in names
