@@ -22,7 +22,7 @@ from orq_core.catalog import catalog
 from orq_core.charts import cost_figure, figure_to_html, latency_figure, tokens_figure
 from orq_core.cost import format_usd
 from orq_core.errors import OrqError, describe
-from orq_core.lab import (ARMS, MAX_CONTEXT_TOKENS, MAX_INTERVAL_S, MAX_LAB_OUTPUT, MAX_REQUESTS, MIN_CONTEXT_TOKENS,
+from orq_core.lab import (ARMS, MAX_CONTEXT_TOKENS, MAX_INTERVAL_S, MAX_LAB_OUTPUT, MIN_CONTEXT_TOKENS,
                           TTL_SECONDS,
                           FINISHED, INTERRUPTED, RUNNING, STOPPED, ExperimentConfig, ExperimentResult, Preflight,
                           check_experiment_budget,
@@ -113,8 +113,7 @@ def designer(preset: str) -> tuple[ExperimentConfig, bool]:
     cells = st.columns(4)
     # No min/max on these boxes: Streamlit would keep the last valid value while the box shows the
     # typed one. The plan checks what the box shows and refuses it with a sentence.
-    values["requests"] = int(cells[0].number_input("Requests per arm", value=5, key="lab_requests",
-                                                   help=f"1 to {MAX_REQUESTS}."))
+    values["requests"] = int(cells[0].number_input("Requests per arm", value=5, key="lab_requests"))
     values["interval_s"] = float(cells[1].number_input(
         "Interval between requests (s)", value=0.0, step=30.0, key="lab_interval",
         help=f"0 to {MAX_INTERVAL_S:,} s. Set it above the TTL (e.g. 330 s with 5m) to watch the cache expire "
