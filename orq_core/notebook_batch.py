@@ -1,0 +1,23 @@
+"""The Batch cell of the Notebook, on the batch core (orq_core/batch.py) once it is there."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+
+def table_columns(text: str) -> list[str]:
+    """The header of a pasted CSV table (first line); [] when there is none."""
+    first = text.strip().splitlines()[:1]
+    if not first:
+        return []
+    try:
+        return [c.strip() for c in next(csv.reader(io.StringIO(first[0]))) if c.strip()]
+    except csv.Error:
+        return []
+
+
+def run_batch_cell(cell, inputs, ctx, output) -> None:
+    from .notebook import NotebookError
+
+    raise NotebookError("Batch cells need the batch core, which this build does not have yet.")
