@@ -1,4 +1,4 @@
-"""Command line: `python -m orq_core models|chat|emulator|lab|compare|batch`.
+"""Command line: `python -m orq_core models|chat|emulator|lab|compare|batch|notebook`.
 
 Connection from the environment: ORQ_API_KEY and ORQ_BASE_URL; with no key, the local router.
 Errors print one line to stderr and exit non-zero; the key never appears in output.
@@ -157,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     batch = sub.add_parser("batch", help="one prompt template over a CSV/JSONL dataset, across targets")
     add_batch_arguments(batch)
     batch.set_defaults(func=cli_batch)
+
+    from .notebook_cli import add_notebook_arguments
+
+    add_notebook_arguments(sub.add_parser("notebook", help="write the demo notebook, or run a notebook headless"))
     return parser
 
 

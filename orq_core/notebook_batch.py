@@ -21,3 +21,15 @@ def run_batch_cell(cell, inputs, ctx, output) -> None:
     from .notebook import NotebookError
 
     raise NotebookError("Batch cells need the batch core, which this build does not have yet.")
+
+
+def batch_code(cell, notebook) -> str:
+    return "# Batch cell: not exported as code in this build\nprint('Batch cells are not exported yet.')\n"
+
+
+def batch_outputs(output) -> list[dict]:
+    return []
+
+
+def batch_report(output) -> str:
+    return ""
