@@ -13,6 +13,7 @@ PAGES = [
     st.Page("app_pages/caching_lab.py", title="Caching Lab", icon=":material/science:"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("app_pages/batch.py", title="Batch", icon=":material/table_rows:"),
+    st.Page("app_pages/notebook.py", title="Notebook", icon=":material/menu_book:"),
 ]
 
 page = st.navigation(PAGES)
