@@ -261,16 +261,17 @@ def to_ipynb(notebook: Notebook):
     import nbformat
     import nbformat.v4 as v4
 
+    has_run = any(c.output is not None for c in notebook.cells)  # else no cell shows an output, as in Jupyter
     cells = [v4.new_markdown_cell(_intro(notebook), metadata={META: {"generated": "intro"}})]
     if any(c.kind != "markdown" for c in notebook.cells):
         cells.append(v4.new_code_cell(SETUP, metadata={META: {"generated": "setup"}}, execution_count=None,
-                                      outputs=[_stream(SETUP_OUTPUT)]))
+                                      outputs=[_stream(SETUP_OUTPUT)] if has_run else []))
     for cell in notebook.cells:
         if cell.kind == "markdown":
             cells.append(v4.new_markdown_cell(cell.inputs.text, metadata=_meta(cell)))
         elif cell.kind == "variables":
             code, printed = _variables_code(cell)
-            cells.append(v4.new_code_cell(code, metadata=_meta(cell), outputs=[_stream(printed)] if printed else []))
+            cells.append(v4.new_code_cell(code, metadata=_meta(cell), outputs=[_stream(printed)] if printed and has_run else []))
         else:
             try:
                 code = CODE[cell.kind](cell, notebook)
