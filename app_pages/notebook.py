@@ -216,7 +216,7 @@ metrics[4].metric("Saved by caching", rows["Saved by caching"])
 metrics[5].metric("Time", rows["Time"])
 
 stale = notebook.stale_cells()
-buttons = st.columns([1, 1, 3])
+buttons = st.columns([1, 1.3, 2])
 buttons[0].button("Run all", icon=":material/play_circle:", type="primary", key="nb_run_all", on_click=ask,
                   args=(("all", None),), shortcut="alt+shift+a", help="Every cell, top to bottom (Alt+Shift+A). "
                                                                      "Stops at the first error.")
@@ -265,12 +265,17 @@ def cell_header(number: int, cell, is_stale: bool) -> None:
     if cell.runnable:
         head[1].button("Run", icon=":material/play_arrow:", key=f"nb_run_{cell.id}", on_click=ask,
                        args=(("cell", cell.id),), help="Run this cell")
-    head[2].button("↑", key=f"nb_up_{cell.id}", on_click=edit, args=("up", cell.id), help="Move up")
-    head[3].button("↓", key=f"nb_down_{cell.id}", on_click=edit, args=("down", cell.id), help="Move down")
-    head[4].button("⧉", key=f"nb_dup_{cell.id}", on_click=edit, args=("duplicate", cell.id), help="Duplicate")
-    head[5].button("▸" if cell.collapsed else "▾", key=f"nb_collapse_{cell.id}", on_click=edit,
-                   args=("collapse", cell.id), help="Expand" if cell.collapsed else "Collapse")
-    head[6].button("✕", key=f"nb_delete_{cell.id}", on_click=edit, args=("delete", cell.id), help="Delete")
+    head[2].button(":material/arrow_upward:", key=f"nb_up_{cell.id}", on_click=edit, args=("up", cell.id),
+                   help="Move up")
+    head[3].button(":material/arrow_downward:", key=f"nb_down_{cell.id}", on_click=edit, args=("down", cell.id),
+                   help="Move down")
+    head[4].button(":material/content_copy:", key=f"nb_dup_{cell.id}", on_click=edit, args=("duplicate", cell.id),
+                   help="Duplicate")
+    head[5].button(":material/unfold_more:" if cell.collapsed else ":material/unfold_less:",
+                   key=f"nb_collapse_{cell.id}", on_click=edit, args=("collapse", cell.id),
+                   help="Expand" if cell.collapsed else "Collapse")
+    head[6].button(":material/delete:", key=f"nb_delete_{cell.id}", on_click=edit, args=("delete", cell.id),
+                   help="Delete (Undo appears at the top)")
 
 
 changed = False
@@ -278,9 +283,11 @@ slots = {}
 for number, cell in enumerate(list(notebook.cells), start=1):
     with st.container(border=True, key=f"nb_cell_{cell.id}"):
         cell_header(number, cell, notebook.is_stale(cell))
-        if not cell.collapsed:
-            inputs = INPUT_WIDGETS[cell.kind](cell)
-            changed |= notebook.set_inputs(cell.id, inputs)
+        if not cell.collapsed and cell.kind == "markdown":
+            with st.expander("Edit", icon=":material/edit:", expanded=not cell.inputs.text.strip()):
+                changed |= notebook.set_inputs(cell.id, INPUT_WIDGETS[cell.kind](cell))
+        elif not cell.collapsed:
+            changed |= notebook.set_inputs(cell.id, INPUT_WIDGETS[cell.kind](cell))
         if cell.kind == "markdown":
             show_markdown_cell(cell, notebook)
         elif cell.kind == "variables":
