@@ -348,6 +348,8 @@ class LivePainter:
             return "", event.text if isinstance(event, TextDelta) else None
         if hasattr(event, "arm") and hasattr(event, "request"):  # a Lab record
             return f"{event.arm} #{event.request}", f"{event.status} "
+        if hasattr(event, "row") and hasattr(event, "target"):  # a Batch record
+            return event.target, f"row {event.row} {event.status} · "
         return "", None
 
 

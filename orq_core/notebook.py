@@ -180,8 +180,8 @@ class CellOutput:
     """Compare's decision table, Batch's per-target summary."""
     lab: dict | None = None
     """ExperimentResult.to_dict() of a Lab cell."""
-    rows: list[dict] = field(default_factory=list)
-    """Batch's per-row results."""
+    batch: dict | None = None
+    """Batch.to_dict() of a Batch cell (its rows, settings and every record)."""
     notes: list[str] = field(default_factory=list)
     """Sentences about the requests (e.g. why a cache read or write happened)."""
 
@@ -203,7 +203,7 @@ class CellOutput:
                             for a in data.get("answers") or []],
                    requests=[RequestFigures.from_dict(r) for r in data.get("requests") or []],
                    error=data.get("error"), table=list(data.get("table") or []), lab=data.get("lab"),
-                   rows=list(data.get("rows") or []), notes=[str(n) for n in data.get("notes") or []])
+                   batch=data.get("batch"), notes=[str(n) for n in data.get("notes") or []])
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ class Cell:
             return []
         from .notebook_batch import table_columns
 
-        return table_columns(self.inputs.table)
+        return list(table_columns(self.inputs.table))
 
     def to_dict(self, with_output: bool = True) -> dict:
         data = {"id": self.id, "kind": self.kind, "collapsed": self.collapsed, "inputs": inputs_to_dict(self.inputs)}
@@ -799,9 +799,10 @@ def demo_notebook() -> Notebook:
     notebook.add("markdown", text="## A caching experiment\nFour questions about a 5,000-token book, with and "
                                   "without a cache breakpoint. The charts show what each request was billed for.")
     notebook.add("lab", preset="book", requests=4, context_tokens=5_000, max_tokens=200)
-    notebook.add("markdown", text="## A small batch\nOne template over a small table, the system prompt cached: "
-                                  "the first row writes the cache, the others read it.")
-    notebook.add("batch", template="In {{length}}: what does {{city}} have in common with {{question}}",
+    notebook.add("markdown", text="## A small batch\nOne template over a small table of cities, with the same "
+                                  "cached book as the prompts above: it is still in the cache, so every row reads "
+                                  "it instead of writing it again.")
+    notebook.add("batch", template="{{question}} Answer in {{length}}, as a guide from {{city}} would.",
                  table="city\nLisbon\nBergen\nValparaíso", system=guide, cache_system=True, max_tokens=200,
                  concurrency=1)
     notebook.add("markdown", text="## What to take away\nThe totals at the top add up every request: the "

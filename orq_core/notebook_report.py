@@ -180,7 +180,7 @@ def _output(cell: Cell, notebook: Notebook) -> str:
                        for r in output.table], numeric={1, 2, 3, 4})
     if output.requests:
         out += "<details><summary>Requests</summary>" + _requests_table(cell) + "</details>" \
-            if cell.kind == "lab" else _requests_table(cell)
+            if cell.kind in ("lab", "batch") else _requests_table(cell)
     for note in output.notes:
         out += f'<p class="meta">{_esc(note)}</p>'
     if output.error:

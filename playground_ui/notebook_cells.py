@@ -194,11 +194,7 @@ def show_output(cell: Cell) -> None:
     elif cell.kind == "lab" and output.lab:
         show_lab(cell)
     elif cell.kind == "batch":
-        if output.table:
-            st.dataframe(output.table, hide_index=True)
-        if output.rows:
-            with st.expander(f"{len(output.rows)} rows", icon=":material/table:"):
-                st.dataframe(output.rows, hide_index=True)
+        show_batch(cell)
     if cell.kind == "prompt":
         for request in output.requests:
             st.caption(request_line(request))
@@ -222,3 +218,19 @@ def show_lab(cell: Cell) -> None:
                                           ("latency", latency_figure))):
         with tab:
             st.plotly_chart(figure(result), key=f"nb_{cell.id}_{name}_chart", config={"displaylogo": False})
+
+
+def show_batch(cell: Cell) -> None:
+    from orq_core.notebook_batch import batch_figures, batch_rows
+
+    output = cell.output
+    if output.table:
+        st.dataframe(output.table, hide_index=True,
+                     column_order=["target", "ok", "failed", "cost_usd", "no_cache_cost_usd", "cache_read_tokens",
+                                   "cache_write_tokens", "cost_per_1000_rows_usd", "latency_ms_p50"])
+    rows = batch_rows(output)
+    if rows:
+        st.dataframe(rows, hide_index=True, column_order=["row", "target", "status", "output", "cache_read_tokens",
+                                                          "cache_write_tokens", "cost_usd", "latency_ms", "error"])
+    for number, figure in enumerate(batch_figures(output)):
+        st.plotly_chart(figure, key=f"nb_{cell.id}_batch_chart_{number}", config={"displaylogo": False})

@@ -103,19 +103,22 @@ def test_a_variables_cell_that_does_not_parse_stops_run_all_there(run_ctx):
 
 def test_totals_add_up_each_requests_cost(run_ctx):
     nb = demo_notebook()
-    nb.cells = [c for c in nb.cells if c.kind != "batch"]
     ran(nb, run_ctx)
     first, second = [c for c in nb.cells if c.kind == "prompt"]
     assert first.output.requests[0].usage.cache_write_tokens > 1_024
     assert second.output.requests[0].usage.cache_read_tokens == first.output.requests[0].usage.cache_write_tokens
     requests = [r for c in nb.cells if c.output for r in c.output.requests]
     totals = nb.totals()
-    assert totals.requests == len(requests) == 2 + 2 + 8
+    assert totals.requests == len(requests) == 2 + 2 + 8 + 3
     assert totals.cost_usd == pytest.approx(sum(r.cost_usd for r in requests), abs=1e-12)
     read = second.output.requests[0]
     assert read.cost_usd == pytest.approx(float(cost_of(read.usage, SONNET).total), abs=1e-12)
     assert totals.saved_usd > 0 and totals.usage.cache_read_tokens >= read.usage.cache_read_tokens
-    assert dict(totals.rows())["Requests"] == "12"
+    assert dict(totals.rows())["Requests"] == "15"
+    batch = nb.cells[10].output
+    assert [r.label for r in batch.requests] == ["row 1", "row 2", "row 3"]
+    assert all(r.usage.cache_read_tokens == first.output.requests[0].usage.cache_write_tokens for r in batch.requests)
+    assert "as a guide from Valparaíso would." in batch.batch["records"][2]["output"]
 
 
 # --- editing and storage ----------------------------------------------------------------------------
@@ -155,13 +158,12 @@ def test_saved_and_loaded_with_outputs_as_items(run_ctx, tmp_path):
 
 def test_the_demo_run_exports_a_valid_ipynb_whose_code_cells_all_carry_outputs(run_ctx):
     nb = demo_notebook()
-    nb.cells = [c for c in nb.cells if c.kind != "batch"]
     ran(nb, run_ctx)
     text = export_ipynb(nb)
     exported = nbformat.reads(text, as_version=4)
     nbformat.validate(exported)
     code = [c for c in exported.cells if c.cell_type == "code"]
-    assert len(code) == 1 + 1 + 2 + 1 + 1  # setup, variables, 2 prompts, compare, lab
+    assert len(code) == 1 + 1 + 2 + 1 + 1 + 1  # setup, variables, 2 prompts, compare, lab, batch
     assert all(c.outputs for c in code)
     intro = exported.cells[0].source
     assert intro.startswith(f"# {DEMO_TITLE}\n") and "local router" in intro and "need `orq_core`" in intro
@@ -224,7 +226,6 @@ def remote_resources(html: str) -> list:
 
 def test_the_report_is_standalone_and_renders_markdown_with_html_off(run_ctx):
     nb = demo_notebook()
-    nb.cells = [c for c in nb.cells if c.kind != "batch"]
     nb.cells[0].inputs.text += "\n\n<script>alert(1)</script> ![logo](https://example.com/logo.png)"
     ran(nb, run_ctx)
     html = export_html(nb)
@@ -235,7 +236,7 @@ def test_the_report_is_standalone_and_renders_markdown_with_html_off(run_ctx):
     assert "local router: their text is synthetic" in html
     totals = dict(nb.totals().rows())
     assert f"<td>Cost</td><td class=\"num\">{totals['Cost']}</td>" in html
-    assert html.count('class="plotly-graph-div"') == 4  # cost per cell + the lab's three
+    assert html.count('class="plotly-graph-div"') == 6  # cost per cell, the lab's three, the batch's two
     assert render_markdown("**b** <b>x</b>") == "<p><strong>b</strong> &lt;b&gt;x&lt;/b&gt;</p>\n"
 
 
@@ -249,15 +250,12 @@ def test_cli_demo_and_run(tmp_path, monkeypatch, capsys):
     written = nbformat.read(demo, as_version=4)
     nbformat.validate(written)
     assert all(not c.outputs for c in written.cells if c.cell_type == "code")
-    nb = import_ipynb(demo.read_bytes())
-    nb.cells = [c for c in nb.cells if c.kind != "batch"]
-    source = tmp_path / "small.ipynb"
-    source.write_text(export_ipynb(nb))
+    source = demo
     out, report = tmp_path / "ran.ipynb", tmp_path / "report.html"
     capsys.readouterr()
     assert main(["notebook", "run", str(source), "--out", str(out), "--html", str(report)]) == 0
     printed = capsys.readouterr()
-    assert printed.out.startswith(f"wrote {out} and {report}: 12 requests, cost $")
+    assert printed.out.startswith(f"wrote {out} and {report}: 15 requests, cost $")
     assert all(c.outputs for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code")
     assert "plotly-graph-div" in report.read_text()
 

@@ -34,7 +34,7 @@ def test_the_report_opens_offline_with_its_cost_and_charts(local_router, tmp_pat
     assert [url for url in requests if not url.startswith(("file:", "data:", "blob:", "about:"))] == []
     assert "local router" in body and "synthetic" in body
     assert "Saved by caching" in body and cost in body
-    assert charts == 4
+    assert charts == 6
 
 
 def test_a_saved_notebook_opened_by_its_link_runs_all(tmp_path):

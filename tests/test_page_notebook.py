@@ -79,11 +79,13 @@ def test_every_cell_kind_runs_goes_stale_and_reloads_from_the_url(app, page_env)
     ok(app)
     nb = notebook(app)
     outputs = {kind: nb.cell(cell_id).output for kind, cell_id in ids.items()}
-    for kind in ("prompt", "plain", "compare", "lab"):
+    for kind in ("prompt", "plain", "compare", "lab", "batch"):
         assert outputs[kind].ok, (kind, outputs[kind].error)
     assert "Explain tides in one sentence." in outputs["prompt"].answers[0].text
     assert len(outputs["compare"].answers) == 2 and len(outputs["lab"].requests) == 4
-    assert len(app.get("plotly_chart")) == 3
+    assert [r.label for r in outputs["batch"].requests] == ["row 1", "row 2"]
+    assert "One word about Lima and tides." in outputs["batch"].batch["records"][1]["output"]
+    assert len(app.get("plotly_chart")) == 3 + 2  # the lab's and the batch's
     totals = nb.totals()
     assert app.metric[0].value == f"{totals.requests:,}"
     assert badges(app)["3"] == "up to date" and badges(app)["4"] == "up to date"
@@ -92,7 +94,8 @@ def test_every_cell_kind_runs_goes_stale_and_reloads_from_the_url(app, page_env)
     app.text_area(key=f"nb_{ids['variables']}_text").set_value("topic = volcanoes\nlength = one sentence").run()
     ok(app)
     marks = badges(app)
-    assert marks["3"] == "stale" and marks["5"] == "stale" and marks["4"] == "up to date" and marks["6"] == "up to date"
+    assert marks["3"] == "stale" and marks["5"] == "stale" and marks["7"] == "stale"
+    assert marks["4"] == "up to date" and marks["6"] == "up to date"
     plain_ran_at = notebook(app).cell(ids["plain"]).output.ran_at
     assert app.button(key="nb_run_stale").label.startswith("Run stale (")
     app.button(key="nb_run_stale").click().run()
@@ -100,7 +103,8 @@ def test_every_cell_kind_runs_goes_stale_and_reloads_from_the_url(app, page_env)
     nb = notebook(app)
     assert "Explain volcanoes in one sentence." in nb.cell(ids["prompt"]).output.answers[0].text
     assert nb.cell(ids["plain"]).output.ran_at == plain_ran_at
-    assert not nb.is_stale(nb.cell(ids["prompt"])) and not nb.is_stale(nb.cell(ids["compare"]))
+    assert nb.stale_cells() == []
+    assert "One word about Lima and volcanoes." in nb.cell(ids["batch"]).output.batch["records"][1]["output"]
 
     # reload from the URL in a new session: the same cells and outputs, from the store
     again = AppTest.from_file(APP, default_timeout=60)
