@@ -6,7 +6,8 @@ tables. Loopback only; each benchmark runs in its own process with a time limit.
 Benchmarks: bench_client.py (SSE decoding vs the openai SDK, create overhead vs bare httpx),
 bench_browser.py (Enter to first token painted in Chromium), bench_startup.py (app cold start),
 bench_lab.py (Caching Lab overhead per request), bench_batch.py (Batch rows/s, its own overhead per
-request, peak memory by rows), load_router.py (local-router throughput, median
+request, peak memory by rows), bench_notebook.py (the demo notebook run headless, exported and imported),
+load_router.py (local-router throughput, median
 of 3 runs). Every figure is a ratio or a median of several runs.
 """
 
@@ -131,6 +132,11 @@ def headline(runs: dict[str, Run]) -> list[tuple[str, str, str]]:
                      f"without the store {cell(batch, 'batch overhead per request, no store', 0)}"))
         rows.append(("Batch peak memory above idle, 10,000 rows x 2 targets", cell(batch, "10,000", 0),
                      f"2,500 rows: {cell(batch, '2,500', 0)}; 5,000 rows: {cell(batch, '5,000', 0)}"))
+    notebook = runs.get("notebook")
+    if notebook:
+        rows.append(("Notebook: the demo's Run all (15 requests, time_scale 0)",
+                     cell(notebook, "demo Run all,", 0),
+                     f".ipynb export {cell(notebook, 'export .ipynb', 0)}; HTML report {cell(notebook, 'export HTML', 0)}"))
     if router:
         figure, detail = router_throughput(router)
         rows.append(("Local router throughput, streamed, time_scale 0", figure, detail))
@@ -169,6 +175,7 @@ PLAN = {  # key: (title, script, args, timeout s, repeats)
     "startup": ("App cold start (bench_startup.py)", "bench_startup.py", ["--runs", "5"], 300, 1),
     "lab": ("Caching Lab overhead (bench_lab.py)", "bench_lab.py", [], 300, 1),
     "batch": ("Batch throughput, overhead and memory (bench_batch.py)", "bench_batch.py", [], 900, 1),
+    "notebook": ("The demo notebook run, exported and imported (bench_notebook.py)", "bench_notebook.py", [], 300, 1),
     "router": ("Local router under load (load_router.py)", "load_router.py", ["--requests", "200", "--deadline", "120"],
                180, ROUTER_RUNS),
 }

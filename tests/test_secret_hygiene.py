@@ -144,9 +144,19 @@ def drive_caching_lab(at: AppTest) -> None:
     assert [r.status for r in at.session_state["lab_result"].records] == ["ok"] * 4
 
 
+def drive_notebook(at: AppTest) -> None:
+    at.button(key="nb_start_demo").click().run()
+    at.button(key="nb_run_all").click().run()
+    at.button(key="nb_prepare_exports").click().run()
+    cells = at.session_state["nb"].cells
+    assert [c.output.status for c in cells if c.runnable] == ["ok"] * 5
+    assert [b.label for b in at.get("download_button")] == ["Download .ipynb", "Download HTML report"]
+
+
 WITH_CODE_VIEW = ("app_pages/chat.py", "app_pages/vision.py", "app_pages/tools.py")
 PAGES = {"app_pages/chat.py": drive_chat, "app_pages/vision.py": drive_vision, "app_pages/tools.py": drive_tools,
-         "app_pages/caching_lab.py": drive_caching_lab, "app_pages/compare.py": drive_compare}
+         "app_pages/caching_lab.py": drive_caching_lab, "app_pages/compare.py": drive_compare,
+         "app_pages/notebook.py": drive_notebook}
 
 
 @pytest.mark.parametrize("page", list(PAGES))
