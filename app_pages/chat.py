@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from orq_core.cache_advisor import advise, apply_advice
+from orq_core.cost import format_usd
 from orq_core.conversation import ChatSettings, Conversation, ConversationImportError, blank_message_problem
 from orq_core.import_checks import printable
 from orq_core.errors import OrqError, describe, must_change_request
@@ -97,8 +99,11 @@ with st.expander("System prompt and parameters", expanded=not conversation.turns
     settings.cache_system = c1.toggle("Cache the system prompt", value=settings.cache_system,
                                       help=f"Adds a cache breakpoint. {model.label} caches prompts of at least "
                                            f"{model.min_cacheable:,} tokens; shorter ones are silently not cached.")
+    settings.cache_conversation = c2.toggle(
+        "Cache the conversation", value=settings.cache_conversation,
+        help="A breakpoint on the newest message, moved each turn: the next turn reads the conversation so far.")
     settings.cache_ttl = c2.segmented_control("Cache TTL", ["5m", "1h"], default=settings.cache_ttl,
-                                              disabled=not settings.cache_system) or "5m"
+                                              disabled=not (settings.cache_system or settings.cache_conversation)) or "5m"
     settings.max_tokens = c3.number_input("max_tokens", min_value=1, max_value=model.max_output,
                                           value=min(settings.max_tokens, model.max_output), step=256)
     thinking = c1.toggle("Extended thinking", value=bool(settings.thinking_budget) and model.thinking,
@@ -153,6 +158,31 @@ if shown_from and st.button(f"Show earlier turns ({shown_from:,} hidden)", icon=
     st.rerun()
 for i, turn in enumerate(conversation.turns[shown_from:], start=shown_from):
     render_turn(i, turn)
+
+
+def breakpoint_advisor() -> None:
+    """The cache doctor's advice for the next turns, applied with one click."""
+    doctor = getattr(ctx.client, "doctor", None)
+    if doctor is None or not conversation.turns:
+        return
+    try:
+        advice = advise(conversation, doctor)
+    except (OrqError, ValueError):
+        return
+    with st.expander("Cache doctor: where to put breakpoints", icon=":material/cached:",
+                     expanded=not advice.same_as(settings.cache_system, settings.cache_conversation)):
+        if advice.same_as(settings.cache_system, settings.cache_conversation):
+            st.caption(f"The current breakpoints are the cheapest for the next {advice.turns} turns "
+                       f"(about {format_usd(advice.expected_usd)} of input).")
+            return
+        st.markdown(advice.sentence())
+        if st.button("Apply the suggestion", icon=":material/auto_fix_high:", key="apply_breakpoint_advice"):
+            apply_advice(conversation, advice)
+            conversation.save(store)
+            st.rerun()
+
+
+breakpoint_advisor()
 
 
 # --- sending -----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 from .catalog import UnknownModelError, catalog
 from .import_checks import MAX_JSON_DEPTH, damaged, is_number, is_whole, printable, shown, too_deep
-from .request import (CACHE_TTLS, MIN_THINKING_BUDGET, ChatParams, build_payload, system_message,
+from .request import (CACHE_TTLS, MIN_THINKING_BUDGET, ChatParams, build_payload, system_message, text_part,
                       user_message)
 from .types import Completion
 from .usage import Usage
@@ -36,6 +36,9 @@ class ChatSettings:
     system: str = ""
     cache_system: bool = False
     cache_ttl: str = "5m"
+    cache_conversation: bool = False
+    """A breakpoint on the newest user message, moved each turn: the next turn reads the whole
+    conversation so far (the cache doctor's advisor suggests it)."""
     max_tokens: int = 1024
     temperature: float | None = None
     top_p: float | None = None
@@ -84,6 +87,10 @@ class Conversation:
                 messages.append(user_message(turn.text))
             elif turn.role == "assistant" and turn.completion is not None:
                 messages.extend(_replay(turn))
+        if s.cache_conversation:
+            newest = next((i for i in range(len(messages) - 1, -1, -1) if messages[i]["role"] == "user"), None)
+            if newest is not None:
+                messages[newest] = user_message([text_part(messages[newest]["content"], s.cache_ttl)])
         return messages
 
     def payload_for_next_answer(self) -> dict:
@@ -237,6 +244,7 @@ def settings_problems(settings: Any) -> list[str]:
     get = settings.get
     checks = [_type_problem("system", get("system", ""), str, "text"),
               _type_problem("cache_system", get("cache_system", False), bool, "true or false"),
+              _type_problem("cache_conversation", get("cache_conversation", False), bool, "true or false"),
               _choice_problem("cache_ttl", get("cache_ttl", "5m")),
               *_limit_problems(settings),
               _stop_problem(get("stop", []))]

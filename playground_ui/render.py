@@ -47,6 +47,7 @@ def usage_line(completion: Completion, write_ttl: str = "5m", key: str = "") -> 
     flags = " · ⚡ response cache hit" if completion.response_cache_hit else ""
     st.caption(f"{usage_summary(completion.usage)} tokens · **{cost_text}** · TTFT {fmt_ms(completion.ttft_ms)} · "
                f"total {fmt_ms(completion.latency_ms)} · answered by `{who}` · finish: {finish}{flags}")
+    cache_doctor_line(completion.cache)
     if cost is not None:
         with st.popover("Cost breakdown", icon=":material/receipt:"):
             st.markdown(
@@ -59,6 +60,35 @@ def usage_line(completion: Completion, write_ttl: str = "5m", key: str = "") -> 
                 f"| without caching | | {format_usd(cost.no_cache_total)} |")
             st.caption("Raw usage from the router:")
             st.json(completion.usage.raw or {}, expanded=False)
+
+
+MAP_WIDTH = 48
+MAP_COLOURS = {"read": "green", "write": "orange", "uncached": "gray"}
+
+
+def prefix_map(segments) -> str:
+    """The request's blocks as one bar (Streamlit colour directives, no HTML): green read from the
+    cache, orange written to it, grey uncached; ┃ marks a breakpoint."""
+    total = sum(s.tokens for s in segments) or 1
+    pieces = []
+    for segment in segments:
+        width = max(1, round(segment.tokens / total * MAP_WIDTH))
+        pieces.append(f":{MAP_COLOURS.get(segment.state, 'gray')}[{'█' * width}]")
+        if segment.breakpoint:
+            pieces.append(f":blue[┃]")
+    return "".join(pieces)
+
+
+def cache_doctor_line(check) -> None:
+    """The cache doctor beside a usage line: the prefix map and the why sentence, with the
+    comparison against what the router reported."""
+    if check is None:
+        return
+    mark = ":material/check_circle:" if check.matched else ":material/help:" if check.verdict is None \
+        else ":material/error:"
+    st.caption(f"{prefix_map(check.segments)}  \n{mark} Cache doctor: {check.sentence()}  \n"
+               f"predicted read {check.expected_read_tokens:,} · write {check.expected_write_tokens:,} · "
+               f":green[█] read :orange[█] written :gray[█] uncached :blue[┃] breakpoint")
 
 
 def code_view(payload: dict | None, base_url: str, *, abbreviate: bool = False) -> None:

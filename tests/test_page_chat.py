@@ -161,3 +161,36 @@ def test_refused_request_leaves_history_so_the_next_message_works(app):
     send(app, "A normal follow-up")
     assert [t.role for t in conversation(app).turns] == ["user", "assistant", "user", "assistant"]
     assert conversation(app).turns[-1].completion.finish_reason == "stop"
+
+
+def test_cache_doctor_explains_a_system_edit_and_the_advice_makes_the_next_turn_read(app):
+    import uuid
+
+    rules = " ".join(f"Rule {i}: cite the shelf number." for i in range(300))
+    system = f"You are a meticulous librarian ({uuid.uuid4().hex}). {rules}"  # fresh on the shared router
+    by_label(app.text_area, "System prompt").set_value(system).run()
+    by_label(app.toggle, "Cache the system prompt").set_value(True).run()
+    send(app, "Where are the atlases?")
+    first = conversation(app).turns[1].completion.cache
+    assert first.why == f"writes {first.expected_write_tokens:,}: first request with this prefix"
+    by_label(app.text_area, "System prompt").set_value(system + " Answer in one line.").run()
+    send(app, "And the dictionaries?")
+    edited = conversation(app).turns[3].completion
+    assert edited.cache.why == (f"rewrites {edited.usage.cache_write_tokens:,}: the system prompt changed since "
+                                f"the last request")
+    assert edited.cache.verdict == "as predicted"
+    assert f"Cache doctor: {edited.cache.why} · as predicted" in captions(app)
+    advice = " ".join(m.value for m in app.markdown)
+    # The newest-message breakpoint alone: its 20-block lookback still finds the system prompt's entry.
+    assert "Put breakpoints on the newest message (moved each turn): the next 5 turns' input costs about" in advice
+    by_label(app.button, "Apply the suggestion").click().run()
+    assert conversation(app).settings.cache_conversation and not conversation(app).settings.cache_system
+    send(app, "Which shelf holds the maps?")
+    after = conversation(app).turns[5].completion
+    assert after.usage.cache_read_tokens == after.cache.expected_read_tokens > 1024
+    assert after.cache.why.startswith(f"reads {after.usage.cache_read_tokens:,} tokens written ")
+    assert after.cache.matched
+    send(app, "And the globes?")
+    last = conversation(app).turns[7].completion
+    assert last.usage.cache_read_tokens > after.usage.cache_read_tokens  # the whole conversation so far
+    assert last.cache.matched
