@@ -19,7 +19,8 @@ from dataclasses import replace
 import streamlit as st
 
 from orq_core.catalog import catalog
-from orq_core.charts import cost_figure, figure_to_html, latency_figure, tokens_figure
+from orq_core.cache_breakers import run_cache_breakers
+from orq_core.charts import breakers_figure, cost_figure, figure_to_html, latency_figure, tokens_figure
 from orq_core.cost import format_usd
 from orq_core.errors import OrqError, describe
 from orq_core.lab import (ARMS, MAX_CONTEXT_TOKENS, MAX_INTERVAL_S, MAX_LAB_OUTPUT, MIN_CONTEXT_TOKENS,
@@ -55,7 +56,7 @@ HEARTBEAT_S = 0.25
 STOP_WAIT_S = 20.0
 TABLE_COLUMNS = ["model", "arm", "request", "status", "input_tokens", "cache_read_tokens", "cache_write_tokens",
                  "output_tokens", "cost_usd", "baseline_usd", "ttft_ms", "latency_ms", "response_cache_hit",
-                 "error"]
+                 "expected_read_tokens", "expected_write_tokens", "cache_why", "error"]
 
 
 def target_label(slug: str) -> str:
@@ -491,3 +492,27 @@ result = state.get("lab_result")
 if result is not None:
     show_result(result)
 compare_section(saved)
+
+
+def cache_breakers_section() -> None:
+    """The scripted "What breaks the cache" sequence, with the cache doctor's reason per request."""
+    st.subheader("What breaks the cache")
+    st.caption(f"One model ({ctx.model.label}), one change at a time: tool definitions, the system prompt, an "
+               "image, the thinking budget, a prefix below the minimum, a wait past the TTL and a conversation that "
+               "grows past the 20-block lookback. Each request is predicted before it is sent, then checked.")
+    if st.button("Run the sequence", icon=":material/science:", key="run_cache_breakers"):
+        forward = local_fast_forward(ctx.connection.base_url) if ctx.connection.local else None
+        with st.spinner("Sending the sequence…"):
+            state["cache_breakers"] = run_cache_breakers(ctx.client, ctx.slug,
+                                                         advance=forward.sleep if forward else None)
+    run = state.get("cache_breakers")
+    if run is None:
+        return
+    st.dataframe([{"step": s.step, "change": s.change, "outcome": s.outcome, "predicted read": s.expected_read_tokens,
+                   "predicted write": s.expected_write_tokens, "router read": s.cache_read_tokens,
+                   "router write": s.cache_write_tokens, "why": s.why} for s in run.steps],
+                 hide_index=True, use_container_width=True)
+    st.plotly_chart(breakers_figure(run), use_container_width=True, key="cache_breakers_chart")
+
+
+cache_breakers_section()

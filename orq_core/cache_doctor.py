@@ -367,7 +367,6 @@ class CacheDoctor:
             if entry is not None:
                 ledger.put(check.read_key, replace(entry, expires_at=now + entry.ttl_seconds, last_used=now))
         self._write_entries(ledger, check.write_plan, check.writer, now, readable_at=None)
-        ledger.set_last({"sections": check.sections, "at": now})
 
     def _write_entries(self, ledger: Ledger, plan, writer: str, now: float, readable_at: float | None) -> None:
         for key, tokens, blocks, ttl in plan:
@@ -416,6 +415,7 @@ class CacheDoctor:
             self._reconcile(payload, replace(check, model=answered_by, read_key=None, write_keys=()),
                             answered_by, read)
             return replace(check, reported_read_tokens=read, reported_write_tokens=write, verdict=verdict)
+        self.ledger(check.model).set_last({"sections": check.sections, "at": check.predicted_at})
         checked = replace(check, reported_read_tokens=read, reported_write_tokens=write)
         if read == check.expected_read_tokens and write == check.expected_write_tokens:
             return replace(checked, verdict="as predicted")

@@ -123,3 +123,28 @@ def latency_figure(result: ExperimentResult):
 def figure_to_html(fig, *, full_html: bool = True, include_plotlyjs: bool | str = True) -> str:
     """Self-contained HTML (plotly.js inlined by default: the export works offline)."""
     return fig.to_html(full_html=full_html, include_plotlyjs=include_plotlyjs)
+
+
+BREAKER_SERIES = (  # (BreakerStep field, legend name, colour)
+    ("cache_read_tokens", "Read from the cache", "#3d9970"),
+    ("cache_write_tokens", "Written to the cache", "#e07a5f"),
+    ("uncached_tokens", "Uncached", "#9aa5b1"),
+)
+
+
+def breakers_figure(run):
+    """"What breaks the cache": each step's input as read / written / uncached, the doctor's
+    reason on hover."""
+    import plotly.graph_objects as go
+
+    steps = [s for s in run.steps if s.outcome not in ("skipped", "failed")]
+    labels = [f"{s.step}. {s.change}" for s in steps]
+    fig = go.Figure()
+    for field, name, colour in BREAKER_SERIES:
+        fig.add_bar(y=labels, x=[getattr(s, field) for s in steps], name=name, orientation="h",
+                    marker_color=colour, customdata=[s.why for s in steps],
+                    hovertemplate=f"{name}: %{{x:,}} tokens<br>%{{customdata}}<extra></extra>")
+    fig.update_layout(barmode="stack", title=f"What breaks the cache · {_model_label(run.model)}",
+                      xaxis_title="Input tokens", yaxis={"autorange": "reversed"},
+                      height=60 + 40 * max(1, len(steps)), legend_orientation="h")
+    return fig

@@ -418,6 +418,10 @@ class LabRecord:
     """Seconds since the experiment started, by the run's clock."""
     ts: float = 0.0
     """Wall-clock time (epoch seconds)."""
+    expected_read_tokens: int | None = None
+    expected_write_tokens: int | None = None
+    cache_why: str = ""
+    """The cache doctor's prediction and reason, with how the router's figures compared."""
 
     @property
     def usage(self) -> Usage:
@@ -727,7 +731,15 @@ def _record(arm: str, model: str, number: int, payload: dict, completion: Comple
         cache_write_tokens=billed.cache_write_tokens, output_tokens=billed.output_tokens,
         reasoning_tokens=billed.reasoning_tokens, cost_usd=cost.total, baseline_usd=baseline,
         ttft_ms=completion.ttft_ms, latency_ms=completion.latency_ms, response_cache_hit=hit,
-        error=error, write_ttl=ttl, answered_by=completion.model, request_id=completion.request_id)
+        error=error, write_ttl=ttl, answered_by=completion.model, request_id=completion.request_id,
+        **_doctor_fields(completion.cache))
+
+
+def _doctor_fields(check) -> dict:
+    if check is None:
+        return {}
+    return {"expected_read_tokens": check.expected_read_tokens, "expected_write_tokens": check.expected_write_tokens,
+            "cache_why": check.sentence()}
 
 
 def _priced_model(answered: str, requested: str) -> str:
@@ -826,7 +838,8 @@ def _run_rounds(result: ExperimentResult, plan: list, client, on_record, cancel,
 # --------------------------------------------------------------------------------------------
 
 def add_lab_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=PRESETS, default="book")
+    parser.add_argument("--preset", choices=PRESETS + ("cache-breakers",), default="book",
+                        help="cache-breakers: the scripted 'What breaks the cache' sequence on one model")
     parser.add_argument("--model", action="append", dest="models", metavar="SLUG",
                         help=f"model slug; repeat for several (default {DEFAULT_MODEL})")
     parser.add_argument("--requests", type=int, default=5)
@@ -844,6 +857,7 @@ def add_lab_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refuse to start when the worst case exceeds this many USD "
                              "(default: $1 against Orq, no limit on the local router)")
     parser.add_argument("--local", action="store_true", help="use the local router even when ORQ_API_KEY is set")
+    parser.add_argument("--json", action="store_true", help="print JSON (the lab always does)")
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
@@ -868,6 +882,11 @@ def cli_summary(result: ExperimentResult) -> dict:
 def cli_lab(args: argparse.Namespace, *, client_factory: Callable[..., object] | None = None) -> int:
     """`python -m orq_core lab ...`: runs one experiment and prints a JSON summary."""
     import sys
+
+    if args.preset == "cache-breakers":
+        from .cache_breakers import cli_cache_breakers
+
+        return cli_cache_breakers(args)
 
     from .budget import BudgetDefaults
     from .cost import format_usd

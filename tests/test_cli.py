@@ -112,3 +112,25 @@ def test_cli_errors_are_one_line_and_non_zero():
     unknown = run_cli("chat", "--model", "anthropic/claude-nope", "--prompt", "hi")
     assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
     assert "404" in unknown.stderr or "Unknown model" in unknown.stderr
+
+
+def test_lab_cache_breakers_json_predicts_every_request(tmp_path):
+    out = run_cli("lab", "--preset", "cache-breakers", "--json", "--local",
+                  env_extra={"ORQ_PLAYGROUND_DB": str(tmp_path / "lab.db")})
+    assert out.returncode == 0, out.stderr
+    requests = json.loads(out.stdout)["requests"]
+    assert [r["step"] for r in requests] == list(range(1, 12))
+    for r in requests:
+        assert set(r) == {"step", "expected_read_tokens", "expected_write_tokens", "cache_read_tokens",
+                          "cache_write_tokens", "why"}
+        assert (r["expected_read_tokens"], r["expected_write_tokens"]) == (r["cache_read_tokens"], r["cache_write_tokens"])
+        assert r["why"].endswith(" · as predicted"), r["why"]
+    why = [r["why"] for r in requests]
+    assert why[0].startswith("writes ") and why[1].startswith("reads ")
+    assert why[2].startswith("rewrites everything: the tool definitions changed since the last request")
+    assert "the system prompt changed since the last request" in why[3]
+    assert "the number of images changed since the last request" in why[4]
+    assert "the thinking settings changed since the last request" in why[5] and why[6]
+    assert why[7].startswith("no caching: the prefix is 12 tokens, below Claude Sonnet 4.5's minimum of 1,024")
+    assert why[8].startswith("miss: the entry expired 1 min ago (5m TTL, last used 6 min ago)")
+    assert "beyond the 20-block lookback; add a breakpoint nearer the end" in why[10]

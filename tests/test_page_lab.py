@@ -216,3 +216,23 @@ def test_a_run_whose_server_died_opens_as_interrupted_with_its_records(app):
     assert opened.status == "interrupted" and len(opened.records) == 3
     assert any("**interrupted**: the server stopped mid-run; the requests saved before are kept" in c.value
                for c in app.caption)
+
+def test_what_breaks_the_cache_runs_and_every_prediction_holds(app):
+    by_label(app.button, "Run the sequence").click().run()
+    assert not app.exception, app.exception
+    run = app.session_state["cache_breakers"]
+    assert len(run.steps) == 11 and run.all_matched
+    assert [s.outcome for s in run.steps] == ["wrote", "read", "missed", "missed", "read", "read", "read", "none",
+                                              "missed", "read", "read"]
+    assert run.steps[8].why.startswith("miss: the entry expired 1 min ago (5m TTL, last used 6 min ago)")
+    assert any(chart.proto.spec and "What breaks the cache" in chart.proto.spec
+               for chart in app.get("plotly_chart"))
+
+
+def test_lab_records_carry_the_cache_doctor_reason(app):
+    result = run_book(app, requests=2, arms=("prompt-cache",))
+    first, second = result.records
+    assert first.cache_why.startswith(f"writes {first.cache_write_tokens:,}: ")
+    assert second.cache_why.startswith(f"reads {second.cache_read_tokens:,} tokens written ")
+    assert (second.expected_read_tokens, second.expected_write_tokens) == (second.cache_read_tokens,
+                                                                            second.cache_write_tokens)
