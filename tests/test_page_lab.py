@@ -217,6 +217,7 @@ def test_a_run_whose_server_died_opens_as_interrupted_with_its_records(app):
     assert any("**interrupted**: the server stopped mid-run; the requests saved before are kept" in c.value
                for c in app.caption)
 
+
 def test_what_breaks_the_cache_runs_and_every_prediction_holds(app):
     by_label(app.button, "Run the sequence").click().run()
     assert not app.exception, app.exception
