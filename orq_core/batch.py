@@ -765,6 +765,9 @@ def _fill(record: BatchRecord, spec: BatchSpec, row: Row, slug: str, completion,
     record.answered_by = completion.model or slug
     record.cost = record_cost(completion.usage, record.answered_by, write_ttl)
     record.ttft_ms, record.latency_ms = completion.ttft_ms, completion.latency_ms
+    check = getattr(completion, "cache", None)  # the cache doctor's prediction, when the client has one
+    if check is not None and hasattr(check, "sentence"):
+        record.why = check.sentence()
     if completion.partial or completion.error:
         record.error = record.error or completion.error or "the answer was cut short"
         return

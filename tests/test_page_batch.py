@@ -60,6 +60,7 @@ def test_run_shows_table_summary_projection_and_charts(app):
         assert record.cost == cost_of(record.usage, record.target, "5m")
     sonnet = batch.summary()[0]
     assert (sonnet.usage.cache_write_tokens, sonnet.usage.cache_read_tokens) == (1200, 6000)
+    assert all(r.why for r in batch.records.values())  # the cache doctor's sentence fills the slot
     assert any(m.value.startswith(f"{SONNET}: at 1,000 rows a day, 30 days cost $") for m in app.markdown)
     assert len(app.get("plotly_chart")) == 3
     assert [b.label for b in app.get("download_button")] == ["Export JSON", "Export CSV"]
