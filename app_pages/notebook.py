@@ -192,7 +192,7 @@ def ask(run: tuple[str, str | None]) -> None:
 
 def add_selector(cell_id: str | None) -> None:
     st.selectbox("Add a cell below", KINDS, format_func=KIND_LABELS.get, index=None, key=f"nb_add_{cell_id or 'top'}",
-                 placeholder="＋ add a cell below…", on_change=add_below, args=(cell_id,), label_visibility="collapsed")
+                 placeholder="Add a cell below…", on_change=add_below, args=(cell_id,), label_visibility="collapsed")
 
 
 # --- header: title, totals, run buttons ----------------------------------------------------------
@@ -293,6 +293,8 @@ for number, cell in enumerate(list(notebook.cells), start=1):
         elif cell.kind == "variables":
             show_variables(cell)
         elif not cell.collapsed or cell.output is not None:
+            if not cell.collapsed:
+                st.divider()
             slots[cell.id] = st.empty()
             with slots[cell.id].container():
                 show_output(cell)
