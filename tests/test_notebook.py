@@ -25,7 +25,10 @@ HAIKU = "anthropic/claude-haiku-4-5-20251001"
 
 @pytest.fixture
 def client(local_router):
-    with OrqClient(local_router.base_url, local_router.api_key) as c:
+    from orq_core.cache_doctor import doctor_for
+
+    doctor = doctor_for(local_router.base_url, local_router.api_key)
+    with OrqClient(local_router.base_url, local_router.api_key, doctor=doctor) as c:
         yield c
 
 
@@ -107,6 +110,8 @@ def test_totals_add_up_each_requests_cost(run_ctx):
     first, second = [c for c in nb.cells if c.kind == "prompt"]
     assert first.output.requests[0].usage.cache_write_tokens > 1_024
     assert second.output.requests[0].usage.cache_read_tokens == first.output.requests[0].usage.cache_write_tokens
+    assert first.output.notes == [f"{SONNET}: writes 1,628: first request with this prefix · as predicted"]
+    assert second.output.notes[0].startswith(f"{SONNET}: reads 1,628 tokens written ")  # the cache doctor's why
     requests = [r for c in nb.cells if c.output for r in c.output.requests]
     totals = nb.totals()
     assert totals.requests == len(requests) == 2 + 2 + 8 + 3

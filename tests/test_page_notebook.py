@@ -186,3 +186,24 @@ def test_the_demo_starts_with_its_cells(page_env):
     assert [c.kind for c in nb.cells] == ["markdown", "variables", "markdown", "prompt", "prompt", "markdown",
                                           "compare", "markdown", "lab", "markdown", "batch", "markdown"]
     assert Store.default().load_doc("notebook", nb.id).name == "What prompt caching saves"
+
+
+def test_import_an_exported_notebook_and_refuse_a_foreign_one(page_env):
+    from orq_core.notebook import demo_notebook
+    from orq_core.notebook_export import NOT_OURS, export_ipynb
+
+    at = open_app(PAGE)
+    foreign = nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")]))
+    at.file_uploader(key="nb_import").set_value([("theirs.ipynb", foreign.encode(), "application/json")]).run()
+    ok(at)
+    assert [w.value for w in at.warning] == [f"Not imported: {NOT_OURS}"]
+    assert at.session_state["nb"] is None if "nb" in at.session_state else True
+
+    saved = demo_notebook()
+    at.file_uploader(key="nb_import").set_value([("demo.ipynb", export_ipynb(saved).encode(), "application/json")]).run()
+    ok(at)
+    imported = notebook(at)
+    assert imported.title == saved.title and imported.id != saved.id
+    assert [c.inputs for c in imported.cells] == [c.inputs for c in saved.cells]
+    assert at.query_params["nb"] == imported.id
+    assert Store.default().load_doc("notebook", imported.id).name == saved.title
