@@ -162,3 +162,112 @@ def test_the_first_tool_keeps_the_tool_use_overhead_when_its_twin_was_counted_el
     ba = segment_prompt(_long_chat("q", tools=[b, a]))
     assert ab[0].tokens == ba[1].tokens + TOOL_USE_SYSTEM_PROMPT_TOKENS
     assert ab[1].tokens + TOOL_USE_SYSTEM_PROMPT_TOKENS == ba[0].tokens
+
+
+# --- the router's request path ------------------------------------------------------------------
+
+import re  # noqa: E402
+import socket  # noqa: E402
+
+import httpx  # noqa: E402
+
+from orq_core.emulator import app as router_app  # noqa: E402
+from orq_core.tokens import text_tokens  # noqa: E402
+
+_OLD_PIECES = re.compile(r"\w+|[^\w\s]")
+SAMPLE = ("The cache keeps a prefix — café naïve 日本語 🎉 x_y 3.14 tab\there\nnew line ,,, «quoted» "
+          "antidisestablishmentarianism  \u00a0nbsp \u2028 sep ٣٤٥ (arabic digits) Ⅻ ½ e\u0301 \x1c ok.")
+
+
+def _piece_rule(text: str) -> int:
+    """The documented rule, piece by piece: a word one token per started 4 characters, a symbol one."""
+    return sum(-(-len(p) // 4) if p[0].isalnum() or p[0] == "_" else 1 for p in _OLD_PIECES.findall(text))
+
+
+def _bisect_truncate(text: str, budget: int) -> str:
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if text_tokens(text[:middle]) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low]
+
+
+def test_text_tokens_counts_by_the_documented_piece_rule():
+    for start in range(len(SAMPLE)):
+        for end in (start + 1, start + 7, start + 40, len(SAMPLE)):
+            assert text_tokens(SAMPLE[start:end]) == _piece_rule(SAMPLE[start:end]), SAMPLE[start:end]
+    assert text_tokens("abcdefghi") == 3 and text_tokens("a, b") == 3 and text_tokens(" \n ") == 0
+
+
+def test_truncation_keeps_the_longest_prefix_within_the_budget():
+    for text in (SAMPLE, "antidisestablishmentarianism", "a,b,c", "", "   "):
+        for budget in range(0, text_tokens(text) + 2):
+            assert router_app.truncate_to_tokens(text, budget) == _bisect_truncate(text, budget), (text, budget)
+    assert router_app.truncate_to_tokens("abcdefghij klm", 2) == "abcdefgh"
+
+
+def test_stream_pieces_cover_the_text_and_their_counts_add_up():
+    for size in (1, 3, 4, 9):
+        chunks = router_app.split_for_stream(SAMPLE, size)
+        assert "".join(piece for piece, _ in chunks) == SAMPLE
+        assert [n for _, n in chunks] == [text_tokens(piece) for piece, _ in chunks]
+        assert all(n >= size for _, n in chunks[:-1])
+
+
+def test_chunk_events_are_the_bytes_of_the_whole_chunk_encoded():
+    base = {"id": "chatcmpl-1", "created": 5, "model": SONNET, "object": "chat.completion.chunk"}
+    for extra in ({}, {"orq": {"cache_hit": True}}):
+        events = router_app.ChunkEvents(base, extra)
+        for delta, finish in (({"role": "assistant", "content": "café \"q\" 🎉\n"}, None), ({}, "stop"),
+                              ({"tool_calls": [{"index": 0, "function": {"arguments": "{\"a\": 1}"}}]}, None)):
+            whole = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+            assert events.delta(delta, finish) == router_app.sse(whole)
+
+
+def _hops(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    real = router_app.run_in_threadpool
+
+    async def counting(func, *args, **kwargs):
+        calls.append(func.__name__)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(router_app, "run_in_threadpool", counting)
+    return calls
+
+
+def _post(router, payload: dict) -> httpx.Response:
+    return httpx.post(f"{router.base_url}/chat/completions", json=payload,
+                      headers={"Authorization": "Bearer k"}, timeout=30)
+
+
+def test_a_small_request_is_answered_without_a_worker_thread(local_router, monkeypatch):
+    hops = _hops(monkeypatch)
+    for stream in (False, True):
+        response = _post(local_router, {"model": SONNET, "max_tokens": 64, "stream": stream,
+                                        "messages": [{"role": "user", "content": "Hello there"}]})
+        assert response.status_code == 200
+    assert hops == []
+
+
+def test_a_heavy_request_is_checked_and_answered_in_a_worker_thread(local_router, monkeypatch):
+    hops = _hops(monkeypatch)
+    big = "river " * 20_000  # 120 KB of prompt
+    response = _post(local_router, {"model": SONNET, "max_tokens": 64,
+                                    "messages": [{"role": "user", "content": big}]})
+    assert response.status_code == 200
+    assert hops == ["check_payload", "generate"]
+
+
+def test_served_connections_do_not_wait_for_nagle(local_router):
+    """TCP_NODELAY on the router's connections: without it every keep-alive request after the
+    first waits for the client's delayed ACK."""
+    with httpx.Client(headers={"Authorization": "Bearer k"}) as client:
+        for _ in range(2):
+            assert client.get(f"{local_router.base_url}/models").status_code == 200
+        connections = local_router._server.server_state.connections
+        sockets = [c.transport.get_extra_info("socket") for c in connections]
+        assert sockets and all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import json
 import logging
 import re
@@ -49,7 +50,7 @@ from starlette.routing import Route
 from ..catalog import Target, UnknownModelError, catalog
 from ..errors import OrqError, RequestValidationError, is_retryable
 from ..request import validate_payload
-from ..tokens import text_tokens
+from ..tokens import TOKEN_UNITS, text_tokens
 from ..usage import Usage
 from .cache import PromptCache, ResponseCache, key_scope
 from .faults import CUT, ERROR_MIDSTREAM, HEADER, SLOW_FIRST_BYTE, Fault, FaultBoard, parse_faults
@@ -69,6 +70,10 @@ FAULT_MESSAGES = {429: "Rate limit exceeded", 500: "Internal server error", 502:
                   503: "Service unavailable", 504: "Gateway timeout", 529: "Overloaded"}
 ORQ_DEFAULT_RETRY_CODES = frozenset({429})  # Orq docs: on_codes defaults to [429]
 ORQ_DEFAULT_CACHE_TTL = 1800  # seconds, Orq's documented default
+INLINE_WORK_BYTES = 64 * 1024
+"""A request body smaller than this is checked and answered on the event loop: a worker-thread
+hop costs more than its work. A larger one (a long prompt, an inline file) goes to a worker
+thread, so one heavy request does not hold up every other connection."""
 
 
 @dataclass
@@ -119,9 +124,25 @@ def fault_error(fault: Fault) -> OrqError:
                     status=fault.status, retry_after=fault.retry_after)
 
 
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once, not per chunk
+
+
 def sse(data: Any) -> bytes:
-    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    text = data if isinstance(data, str) else _to_json(data)
     return f"data: {text}\n\n".encode("utf-8")
+
+
+class ChunkEvents:
+    """SSE events of chunks that share an envelope: the envelope is encoded once and each event
+    encodes only its delta (the bytes equal ``sse({**base, "choices": [...], **extra})``)."""
+
+    def __init__(self, base: dict, extra: dict):
+        self._head = "data: " + _to_json(base)[:-1] + ',"choices":[{"index":0,"delta":'
+        self._tail = "}]" + ("," + _to_json(extra)[1:-1] if extra else "") + "}\n\n"
+
+    def delta(self, delta: dict, finish_reason: str | None) -> bytes:
+        return (f'{self._head}{_to_json(delta)},"finish_reason":{_to_json(finish_reason)}'
+                f'{self._tail}').encode("utf-8")
 
 
 class _Cut:
@@ -204,17 +225,11 @@ class Generation:
 
 
 def truncate_to_tokens(text: str, budget: int) -> str:
-    """The longest prefix of ``text`` within ``budget`` tokens (token counts grow with length)."""
-    if text_tokens(text) <= budget:
-        return text
-    low, high = 0, len(text)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if text_tokens(text[:middle]) <= budget:
-            low = middle
-        else:
-            high = middle - 1
-    return text[:low]
+    """The longest prefix of ``text`` within ``budget`` tokens: the text before its token unit
+    number budget + 1 (``tokens.TOKEN_UNITS``; a word that overflows keeps its first 4 x (tokens
+    left) characters)."""
+    overflow = next(itertools.islice(TOKEN_UNITS.finditer(text), max(0, budget), None), None)
+    return text if overflow is None else text[:overflow.start()]
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
@@ -244,7 +259,7 @@ def shape_answer(answer: Any, max_tokens: int, stops: list[str]) -> Generation:
 
 # --- streaming plan -------------------------------------------------------------------------------
 
-_PIECE = re.compile(r"\s*(?:\w+|[^\w\s])|\s+", re.UNICODE)
+_PIECE = re.compile(r"\s*(?:(\w+)|[^\w\s])|\s+", re.UNICODE)
 
 
 def split_for_stream(text: str, tokens_per_chunk: int) -> list[tuple[str, int]]:
@@ -252,9 +267,12 @@ def split_for_stream(text: str, tokens_per_chunk: int) -> list[tuple[str, int]]:
     between the tokenizer's pieces so the chunk counts add up to text_tokens(text)."""
     chunks: list[tuple[str, int]] = []
     current, count = "", 0
-    for piece in _PIECE.findall(text):
+    for match in _PIECE.finditer(text):
+        piece, word = match.group(), match.group(1)
         current += piece
-        count += text_tokens(piece)
+        # text_tokens(piece), without a regex pass per piece: a word costs one token per started
+        # 4 characters, a symbol one, whitespace none.
+        count += -(-len(word) // 4) if word else (0 if piece.isspace() else 1)
         if count >= tokens_per_chunk:
             chunks.append((current, count))
             current, count = "", 0
@@ -317,6 +335,11 @@ class Exchange:
     options: OrqOptions
     header_faults: list[Fault]
     blocks: list[Block]
+    body_size: int = 0
+
+    @property
+    def heavy(self) -> bool:
+        return self.body_size >= INLINE_WORK_BYTES
 
     @property
     def scope(self) -> bytes:
@@ -359,16 +382,19 @@ class Router:
 
     async def prepare(self, request: Request) -> Exchange:
         api_key = self.authenticate(request)
+        body = await request.body()
         try:
-            payload = json.loads(await request.body())
+            payload = json.loads(body)
         except ValueError:
             raise OrqError("The request body is not valid JSON", status=400) from None
         try:
             header_faults = parse_faults(request.headers.get(HEADER))
         except ValueError as error:
             raise OrqError(f"X-Emulator-Fault: {error}", status=400) from None
-        blocks = await run_in_threadpool(self.check_payload, payload)
-        return Exchange(request.state.request_id, api_key, payload, orq_options(payload), header_faults, blocks)
+        heavy = len(body) >= INLINE_WORK_BYTES
+        blocks = await run_in_threadpool(self.check_payload, payload) if heavy else self.check_payload(payload)
+        return Exchange(request.state.request_id, api_key, payload, orq_options(payload), header_faults, blocks,
+                        len(body))
 
     def check_payload(self, payload: Any) -> list[Block]:
         """The shared rules (request.py), then the router's own: signatures and media."""
@@ -466,7 +492,7 @@ class Router:
             if stored is not None:
                 return self.deliver(stored, ex, {}, cache_hit=True)
         target = await self.pick_target(ex)
-        result = await run_in_threadpool(self.generate, target, ex)
+        result = await run_in_threadpool(self.generate, target, ex) if ex.heavy else self.generate(target, ex)
         transport = self.faults.transport_faults(ex.header_faults, ex.scope, target.slug)
         if cache_key is not None and not transport:
             self.response_cache.put(cache_key, result, ex.options.cache_ttl)
@@ -500,11 +526,11 @@ class Router:
         base = {**envelope, "object": "chat.completion.chunk"}
         gen = result.generation
         plan = delta_plan(gen, max(1, self.settings.chunk_tokens))
-        chunks = [{**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}], **extra}
-                  for delta, _ in plan]
-        chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": gen.finish_reason}], **extra})
+        events = ChunkEvents(base, extra)
+        chunks = [events.delta(delta, None) for delta, _ in plan]
+        chunks.append(events.delta({}, gen.finish_reason))
         if ex.include_usage:
-            chunks.append({**base, "choices": [], "usage": result.usage.to_wire(), **extra})
+            chunks.append(sse({**base, "choices": [], "usage": result.usage.to_wire(), **extra}))
         rate_model = catalog().resolve(result.model).model
         cut, midstream = transport.get(CUT), transport.get(ERROR_MIDSTREAM)
         cut_at = min(cut.after, len(chunks)) if cut else -1
@@ -523,7 +549,7 @@ class Router:
                 yield b"".join(pending) + sse("[DONE]")
                 return
             delay = 0.0
-            if paced:
+            if paced and self.settings.time_scale > 0:
                 tokens = plan[n][1] if n < len(plan) else 0
                 delay = (result.ttft_ms if n == 0 else output_ms(rate_model, tokens)) / 1000
             if delay * self.settings.time_scale > 0:
@@ -531,7 +557,7 @@ class Router:
                     yield b"".join(pending)
                     pending = []
                 await self.wait(delay)
-            pending.append(sse(chunks[n]))
+            pending.append(chunks[n])
 
 
 # --- routes ------------------------------------------------------------------------------------------

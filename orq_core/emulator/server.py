@@ -47,7 +47,11 @@ class LocalRouter:
     def __init__(self, settings: EmulatorSettings, host: str, port: int):
         self.settings = settings
         self.host = host
-        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        # proto IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on sockets that say
+        # they are TCP, and without it every keep-alive request after the first waits ~40 ms
+        # (Nagle's algorithm against the client's delayed ACK).
+        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
+                                     socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.port = self._socket.getsockname()[1]
