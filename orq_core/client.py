@@ -13,8 +13,10 @@ import email.utils
 import json
 import logging
 import random
+import re
 import threading
 import time
+import uuid
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
@@ -148,13 +150,81 @@ def _in_band_error(event: ErrorEvent, exchange: _Exchange) -> OrqError:
     return StreamInterrupted(event.message, request_id=exchange.request_id, body=event.body)
 
 
-def _encode(payload: dict) -> bytes:
+BODY_CHUNK_CHARS = 64 * 1024
+"""Long strings in a request body are escaped and sent this many characters at a time."""
+
+
+def _json_text(value: Any) -> str:
     try:
         # ASCII-only JSON: one non-ASCII character would otherwise make CPython build the whole
-        # body (a 40 MB base64 PDF included) as a 2-4 bytes-per-character string before encoding.
-        return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("ascii")
+        # body as a 2-4 bytes-per-character string before encoding.
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise RequestValidationError("payload", f"cannot be sent as JSON ({exc})") from None
+
+
+class JSONBody:
+    """A request body whose long strings (an inline file's base64 data URL) are sent a slice at
+    a time: the rest of the payload is encoded at once around placeholders, and each long
+    string is escaped and encoded ``BODY_CHUNK_CHARS`` at a time as the body goes out. So a 40 MB
+    data URL is never copied whole, as JSON text or as bytes (json.dumps + encode would hold
+    two copies, and the HTTP layer a third when it joins header and body). Iterable again for
+    each retry; the bytes equal ``json.dumps(payload, separators=(",", ":")).encode("ascii")``."""
+
+    def __init__(self, payload: Any):
+        self._long: list[str] = []
+        self._nonce = uuid.uuid4().hex
+        skeleton = _json_text(self._swap(payload))
+        self._parts = re.split(f'"{self._nonce}:(\\d+)"', skeleton)  # text, index, text, index, ..., text
+        self.length = sum(len(part) for part in self._parts[::2]) + sum(
+            len(s) + 2 if _ESCAPE_ASCII.search(s) is None else sum(len(piece) for piece in _escaped_slices(s)) + 2
+            for s in self._long)
+
+    def _swap(self, value: Any) -> Any:
+        """``value`` with each long string replaced by a placeholder that names it."""
+        if isinstance(value, str) and len(value) > BODY_CHUNK_CHARS:
+            self._long.append(value)
+            return f"{self._nonce}:{len(self._long) - 1}"
+        if isinstance(value, dict):
+            return {key: self._swap(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._swap(item) for item in value]
+        return value
+
+    @property
+    def has_long_strings(self) -> bool:
+        return bool(self._long)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for n, part in enumerate(self._parts):
+            if n % 2 == 0:
+                if part:
+                    yield part.encode("ascii")
+                continue
+            text = self._long[int(part)]
+            yield b'"'
+            if _ESCAPE_ASCII.search(text) is None:  # a data URL: nothing to escape
+                for start in range(0, len(text), BODY_CHUNK_CHARS):
+                    yield text[start:start + BODY_CHUNK_CHARS].encode("ascii")
+            else:
+                for piece in _escaped_slices(text):
+                    yield piece.encode("ascii")
+            yield b'"'
+
+
+_ESCAPE_ASCII = json.encoder.ESCAPE_ASCII  # what json.dumps(ensure_ascii=True) escapes
+
+
+def _escaped_slices(text: str) -> Iterator[str]:
+    # Escaping is per character (a str never splits a surrogate pair), so slices escape alone.
+    for start in range(0, len(text), BODY_CHUNK_CHARS):
+        yield json.encoder.encode_basestring_ascii(text[start:start + BODY_CHUNK_CHARS])[1:-1]
+
+
+def _encode(payload: dict) -> bytes | JSONBody:
+    """The request body: bytes, or a JSONBody when the payload holds long strings."""
+    body = JSONBody(payload)
+    return body if body.has_long_strings else b"".join(body)
 
 
 # --- the client ----------------------------------------------------------------------------------
@@ -244,8 +314,11 @@ class OrqClient:
 
     # --- HTTP --------------------------------------------------------------------------------------
 
-    def _send(self, content: bytes, headers: dict | None, exchange: _Exchange, *, stream: bool) -> httpx.Response:
+    def _send(self, content: bytes | JSONBody, headers: dict | None, exchange: _Exchange, *,
+              stream: bool) -> httpx.Response:
         request_headers = {"Content-Type": "application/json"}
+        if isinstance(content, JSONBody):  # a length, not chunked transfer: every server takes it
+            request_headers["Content-Length"] = str(content.length)
         if stream:
             request_headers["Accept"] = "text/event-stream"
         if headers:
@@ -357,7 +430,7 @@ class OrqClient:
         self._log(page, payload, status, completion, exchange)
         yield Done(completion)
 
-    def _deliver(self, state: "_StreamState", content: bytes, headers: dict | None, exchange: _Exchange,
+    def _deliver(self, state: "_StreamState", content: bytes | JSONBody, headers: dict | None, exchange: _Exchange,
                  cancel: threading.Event | None, started: float) -> Iterator[StreamEvent]:
         """One attempt, as the caller sees it: raises OrqError for an in-band error before any event."""
         if cancel is not None and cancel.is_set():
@@ -387,7 +460,7 @@ class OrqClient:
             partial=state.cancelled or interruption is not None or not state.assembler.complete,
             error=interruption.message if interruption else None, response_cache_hit=exchange.cache_hit)
 
-    def _wire_events(self, content: bytes, headers: dict | None, assembler: ChunkAssembler,
+    def _wire_events(self, content: bytes | JSONBody, headers: dict | None, assembler: ChunkAssembler,
                      exchange: _Exchange) -> Iterator[StreamEvent]:
         """One attempt: events straight off the wire. Transport failures raise OrqError."""
         response = self._send(content, headers, exchange, stream=True)
