@@ -3,12 +3,14 @@ tables. Loopback only; each benchmark runs in its own process with a time limit.
 
     python benchmarks/run_all.py [--out benchmarks/results.md] [--skip-browser]
 
-Benchmarks: bench_client.py (SSE decoding vs the openai SDK, create overhead vs bare httpx),
-bench_browser.py (Enter to first token painted in Chromium), bench_startup.py (app cold start),
-bench_lab.py (Caching Lab overhead per request), bench_batch.py (Batch rows/s, its own overhead per
-request, peak memory by rows), bench_notebook.py (the demo notebook run headless, exported and imported),
-load_router.py (local-router throughput, median
-of 3 runs). Every figure is a ratio or a median of several runs.
+Benchmarks: bench_client.py (SSE decoding vs the openai SDK and vs bare split + json.loads,
+create overhead vs bare httpx), bench_browser.py (Enter to first token painted in Chromium),
+bench_startup.py (app cold start), bench_lab.py (Caching Lab overhead per request),
+bench_batch.py (Batch rows/s, its own overhead per request, peak memory by rows),
+bench_notebook.py (the demo notebook run headless, exported and imported),
+load_router.py (local-router throughput vs the stack's ceiling, from a separate process),
+bench_prefix.py (a cache hit on a 100K-token prefix vs a 10K one), mem_pdf.py (memory of sending
+a 30 MB PDF). Every figure is a ratio or a median of several runs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import os
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -27,7 +28,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-ROUTER_RUNS = 3
 
 
 @dataclass
@@ -83,26 +83,49 @@ def cell(run_: Run, row: str, column: int) -> str:
     return values[column] if values and len(values) > column else "not reported"
 
 
-def router_throughput(run_: Run) -> tuple[str, str]:
+def router_rows(run_: Run) -> list[tuple[str, str, str]]:
+    """One headline row per kind at concurrency 64, the others in the detail."""
     if run_.problem:
-        return f"failed ({run_.problem})", ""
-    rates = [float(m.group(1)) for out in run_.outputs for m in [re.search(r"->\s*([\d.]+) requests/s", out)] if m]
-    p50s = [float(m.group(1)) for out in run_.outputs for m in [re.search(r"latency p50 (\d+) ms", out)] if m]
-    if not rates:
-        return "not reported", ""
-    return (f"{statistics.median(rates):.1f} requests/s",
-            f"median of {len(rates)} runs of 200 concurrent streams (each: {', '.join(f'{r:.1f}' for r in rates)});"
-            f" p50 latency {statistics.median(p50s):.0f} ms" if p50s else "")
+        return [("Local router vs the stack's ceiling", f"failed ({run_.problem})", "")]
+    rows = []
+    for kind in ("JSON", "streamed"):
+        lines = [line for line in run_.outputs[0].splitlines() if line.startswith(f"| {kind} |")]
+        cells = {int(c[1]): c for c in ([x.strip() for x in line.strip("|").split("|")] for line in lines)}
+        if 64 not in cells:
+            rows.append((f"Local router / ceiling, {kind}, concurrency 64", "not reported", ""))
+            continue
+        others = ", ".join(f"{n}: {c[4]}" for n, c in sorted(cells.items()) if n != 64)
+        rows.append((f"Local router / ceiling, {kind}, concurrency 64 (target >= 0.5)", cells[64][4],
+                     f"router {cells[64][2]} vs ceiling {cells[64][3]} req/s; other concurrencies {others}"))
+    return rows
+
+
+def pdf_rows(run_: Run) -> list[tuple[str, str, str]]:
+    if run_.problem:
+        return [("Sending a 30 MB PDF: peak memory", f"failed ({run_.problem})", "")]
+    out = run_.outputs[0]
+    send = re.search(r"\| send \+ stream \(What is in it\?\) \| ([\d.,]+) MB \(([\d.]+)×\)", out)
+    overall = re.search(r"overall tracemalloc peak above baseline: ([\d.,]+) MB = ([\d.]+)×", out)
+    return [("Sending a 30 MB PDF: peak memory while sending, in file sizes (target <= 2.5x)",
+             f"{send.group(2)}x" if send else "not reported",
+             (f"{send.group(1)} MB, the held data URL (1.33x) included; whole Vision flow peak "
+              f"{overall.group(2)}x (inspect and first token count)") if send and overall else "")]
 
 
 def headline(runs: dict[str, Run]) -> list[tuple[str, str, str]]:
-    client, browser, startup, lab, router = (runs.get(k) for k in ("client", "browser", "startup", "lab", "router"))
+    client, browser, startup, lab, router, prefix, pdf = (
+        runs.get(k) for k in ("client", "browser", "startup", "lab", "router", "prefix", "pdf"))
     batch = runs.get("batch")
     rows = []
     if client:
         for label in ("SSE + JSON + typed chunks, one read per event", "SSE decode only, one read per event"):
             rows.append((f"Stream parsing vs openai SDK: {label}", cell(client, label, 2),
                          f"orq_core {cell(client, label, 0)} vs SDK {cell(client, label, 1)} events/s, median"))
+        for label in ("SSE + JSON + typed chunks, whole stream in one read", "SSE + JSON + typed chunks, 16 KiB reads"):
+            rows.append((f"Stream parsing vs bare split + json.loads: {label.split(', ', 1)[1]}",
+                         cell(client, label, 2),
+                         f"orq_core {cell(client, label, 0)} vs split + json.loads {cell(client, label, 1)} events/s; "
+                         "below 1x = slower than the least any parser must do"))
         rows.append(("OrqClient.create vs bare httpx post + json.loads (loopback)",
                      cell(client, "OrqClient.create", 1),
                      f"median {cell(client, 'OrqClient.create', 0)} µs vs "
@@ -138,8 +161,14 @@ def headline(runs: dict[str, Run]) -> list[tuple[str, str, str]]:
                      cell(notebook, "demo Run all,", 0),
                      f".ipynb export {cell(notebook, 'export .ipynb', 0)}; HTML report {cell(notebook, 'export HTML', 0)}"))
     if router:
-        figure, detail = router_throughput(router)
-        rows.append(("Local router throughput, streamed, time_scale 0", figure, detail))
+        rows += router_rows(router)
+    if prefix:
+        rows.append(("Cache hit on a 100K-token prefix vs a 10K one (target <= 2x)",
+                     cell(prefix, "cache hit on a 100K-token prefix", 1),
+                     f"median {cell(prefix, 'cache hit on a 100K-token prefix', 0)} ms vs "
+                     f"{cell(prefix, 'cache hit on a 10K-token prefix', 0)} ms per request"))
+    if pdf:
+        rows += pdf_rows(pdf)
     return rows
 
 
@@ -176,8 +205,9 @@ PLAN = {  # key: (title, script, args, timeout s, repeats)
     "lab": ("Caching Lab overhead (bench_lab.py)", "bench_lab.py", [], 300, 1),
     "batch": ("Batch throughput, overhead and memory (bench_batch.py)", "bench_batch.py", [], 900, 1),
     "notebook": ("The demo notebook run, exported and imported (bench_notebook.py)", "bench_notebook.py", [], 300, 1),
-    "router": ("Local router under load (load_router.py)", "load_router.py", ["--requests", "200", "--deadline", "120"],
-               180, ROUTER_RUNS),
+    "router": ("Local router vs the stack's ceiling (load_router.py)", "load_router.py", [], 400, 1),
+    "prefix": ("Cache hits on long prefixes (bench_prefix.py)", "bench_prefix.py", [], 120, 1),
+    "pdf": ("Memory of sending a 30 MB PDF (mem_pdf.py)", "mem_pdf.py", [], 300, 1),
 }
 
 
@@ -185,11 +215,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", help="also write the report to this file")
     parser.add_argument("--skip-browser", action="store_true", help="leave out the two Chromium benchmarks")
+    parser.add_argument("--only", help="comma-separated keys of the benchmarks to run: " + ", ".join(PLAN))
     args = parser.parse_args()
     started = time.perf_counter()
     runs: dict[str, Run] = {}
     for key, (title, script, script_args, timeout, repeat) in PLAN.items():
         if args.skip_browser and key in ("browser", "startup"):
+            continue
+        if args.only and key not in args.only.split(","):
             continue
         if not (HERE / script).exists():
             continue
