@@ -253,13 +253,37 @@ def test_a_small_request_is_answered_without_a_worker_thread(local_router, monke
     assert hops == []
 
 
-def test_a_heavy_request_is_checked_and_answered_in_a_worker_thread(local_router, monkeypatch):
+def test_a_body_past_a_megabyte_is_checked_in_a_worker_thread(local_router, monkeypatch):
     hops = _hops(monkeypatch)
-    big = "river " * 20_000  # 120 KB of prompt
+    big = "river " * 200_000  # 1.2 MB of prompt: 400K tokens, refused as too long
     response = _post(local_router, {"model": SONNET, "max_tokens": 64,
                                     "messages": [{"role": "user", "content": big}]})
+    assert response.status_code == 400 and "too long" in response.json()["error"]["message"]
+    assert hops == ["check_payload"]
+
+
+def test_a_request_with_an_inline_file_is_decoded_in_a_worker_thread(local_router, monkeypatch):
+    import base64
+    import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(png, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode("ascii")
+    hops = _hops(monkeypatch)
+    response = _post(local_router, {"model": SONNET, "max_tokens": 64, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "What is it?"}]}]})
     assert response.status_code == 200
     assert hops == ["check_payload", "generate"]
+
+
+def test_a_long_text_prompt_under_a_megabyte_is_answered_on_the_event_loop(local_router, monkeypatch):
+    hops = _hops(monkeypatch)
+    response = _post(local_router, {"model": SONNET, "max_tokens": 64,
+                                    "messages": [{"role": "user", "content": "river " * 60_000}]})
+    assert response.status_code == 200
+    assert hops == []
 
 
 def test_served_connections_do_not_wait_for_nagle(local_router):
@@ -271,3 +295,45 @@ def test_served_connections_do_not_wait_for_nagle(local_router):
         connections = local_router._server.server_state.connections
         sockets = [c.transport.get_extra_info("socket") for c in connections]
         assert sockets and all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)
+
+
+def _counting_dumps(monkeypatch) -> list[int]:
+    """Lengths of what the prompt module serialises as JSON."""
+    import json as real_json
+    import types
+
+    from orq_core.emulator import prompt
+
+    lengths: list[int] = []
+
+    def dumps(value, **options):
+        text = real_json.dumps(value, **options)
+        lengths.append(len(text))
+        return text
+
+    monkeypatch.setattr(prompt, "json", types.SimpleNamespace(dumps=dumps))
+    return lengths
+
+
+def test_a_resent_long_text_is_digested_from_its_hash_not_serialised_again(monkeypatch):
+    from orq_core.emulator import prompt
+
+    payload = _long_chat("first question")
+    first = segment_prompt(payload)
+    lengths = _counting_dumps(monkeypatch)
+    again = segment_prompt(_long_chat("second question"))
+    assert again[0] == first[0]
+    assert max(lengths) < 1_000  # the long system text was not escaped as JSON a second time
+    direct = prompt._digest({"message": {"role": "system"},
+                             "unit": {"type": "text", "text": "prefix " + LONG * 10}})
+    assert first[0].digest == direct
+
+
+def test_the_same_long_text_in_another_role_gets_its_own_digest():
+    text = "prefix " + LONG * 10
+    as_system = segment_prompt({"model": SONNET, "max_tokens": 8, "messages": [
+        {"role": "system", "content": text}, {"role": "user", "content": "q"}]})
+    as_user = segment_prompt({"model": SONNET, "max_tokens": 8, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "q"}, {"type": "text", "text": text}]}]})
+    assert as_system[0].digest != as_user[1].digest
+    assert as_system[0].tokens == as_user[1].tokens + 3  # the per-message overhead sits on the first unit

@@ -70,10 +70,11 @@ FAULT_MESSAGES = {429: "Rate limit exceeded", 500: "Internal server error", 502:
                   503: "Service unavailable", 504: "Gateway timeout", 529: "Overloaded"}
 ORQ_DEFAULT_RETRY_CODES = frozenset({429})  # Orq docs: on_codes defaults to [429]
 ORQ_DEFAULT_CACHE_TTL = 1800  # seconds, Orq's documented default
-INLINE_WORK_BYTES = 64 * 1024
-"""A request body smaller than this is checked and answered on the event loop: a worker-thread
-hop costs more than its work. A larger one (a long prompt, an inline file) goes to a worker
-thread, so one heavy request does not hold up every other connection."""
+INLINE_WORK_BYTES = 1024 * 1024
+"""A request body smaller than this, with no inline file, is checked and answered on the event
+loop: a worker-thread hop costs more than its work (a long text prompt is tokenized once, then
+its counts and digests are remembered). A larger one, or one with an inline file to decode, goes
+to a worker thread, so one heavy request does not hold up every other connection."""
 
 
 @dataclass
@@ -335,11 +336,8 @@ class Exchange:
     options: OrqOptions
     header_faults: list[Fault]
     blocks: list[Block]
-    body_size: int = 0
-
-    @property
-    def heavy(self) -> bool:
-        return self.body_size >= INLINE_WORK_BYTES
+    heavy: bool = False
+    """Checked and answered in a worker thread (see INLINE_WORK_BYTES)."""
 
     @property
     def scope(self) -> bytes:
@@ -391,10 +389,10 @@ class Router:
             header_faults = parse_faults(request.headers.get(HEADER))
         except ValueError as error:
             raise OrqError(f"X-Emulator-Fault: {error}", status=400) from None
-        heavy = len(body) >= INLINE_WORK_BYTES
+        heavy = len(body) >= INLINE_WORK_BYTES or b'"data:' in body
         blocks = await run_in_threadpool(self.check_payload, payload) if heavy else self.check_payload(payload)
         return Exchange(request.state.request_id, api_key, payload, orq_options(payload), header_faults, blocks,
-                        len(body))
+                        heavy)
 
     def check_payload(self, payload: Any) -> list[Block]:
         """The shared rules (request.py), then the router's own: signatures and media."""

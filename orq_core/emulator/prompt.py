@@ -204,11 +204,37 @@ def _message_blocks(i: int, message: dict, digest: Callable[[Any], bytes]) -> It
         units.append((f"messages[{i}]", lambda: 0, None))
     for n, (path, count, value) in enumerate(units):
         if n == 0:
-            block_digest = digest({"message": header, "unit": value})
+            block_digest = _unit_digest(digest, {"message": header}, value)
             yield Block(path, _counted(block_digest, count) + MESSAGE_OVERHEAD_TOKENS, block_digest)
         else:
-            block_digest = digest({"unit": value})
+            block_digest = _unit_digest(digest, {}, value)
             yield Block(path, _counted(block_digest, count), block_digest)
+
+
+LONG_TEXT_CHARS = 16 * 1024
+_TEXT_DIGESTS: OrderedDict[bytes, bytes] = OrderedDict()
+
+
+def _unit_digest(digest: Callable[[Any], bytes], envelope: dict, value: Any) -> bytes:
+    """``digest({**envelope, "unit": value})``. For a long text part the result is remembered
+    under a hash of the text's UTF-8 bytes: escaping a 100K-token text as JSON costs several
+    times hashing it, and a conversation resends the same long prefix on every turn."""
+    text = value.get("text") if isinstance(value, dict) and value.keys() == {"type", "text"} else None
+    if digest is not _digest or not isinstance(text, str) or len(text) < LONG_TEXT_CHARS \
+            or value.get("type") != "text":
+        return digest({**envelope, "unit": value})
+    key = hashlib.sha256(_digest(envelope) + hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()).digest()
+    with _TOKENS_LOCK:
+        found = _TEXT_DIGESTS.get(key)
+        if found is not None:
+            _TEXT_DIGESTS.move_to_end(key)
+            return found
+    found = digest({**envelope, "unit": value})
+    with _TOKENS_LOCK:
+        _TEXT_DIGESTS[key] = found
+        if len(_TEXT_DIGESTS) > _TOKENS_BY_DIGEST_KEPT:
+            _TEXT_DIGESTS.popitem(last=False)
+    return found
 
 
 def _part_counter(part: dict) -> Callable[[], int]:
