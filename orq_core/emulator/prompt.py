@@ -211,7 +211,7 @@ def _message_blocks(i: int, message: dict, digest: Callable[[Any], bytes]) -> It
             yield Block(path, _counted(block_digest, count), block_digest)
 
 
-LONG_TEXT_CHARS = 16 * 1024
+LONG_TEXT_CHARS = 2048
 _TEXT_DIGESTS: OrderedDict[bytes, bytes] = OrderedDict()
 
 
