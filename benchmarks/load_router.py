@@ -166,9 +166,21 @@ class Measure:
     rate: float
     p50_ms: float
     client_cpu: float
+    server_cpu_ms: float
+    """The server process's CPU time per request (user + system), or nan where /proc is missing."""
 
 
-async def load(port: int, requests: list[bytes], concurrency: int, total: int, stream: bool) -> Measure:
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc), nan elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(port: int, requests: list[bytes], concurrency: int, total: int, stream: bool,
+               server_pid: int = 0) -> Measure:
     """``total`` requests over ``concurrency`` keep-alive connections, each one request at a time."""
     connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
     for reader, writer in connections:  # warm each connection (and the server) once
@@ -186,14 +198,15 @@ async def load(port: int, requests: list[bytes], concurrency: int, total: int, s
             latencies.append(time.perf_counter() - started)
             check(body, stream)
 
-    cpu, started = time.process_time(), time.perf_counter()
+    cpu, started, server_cpu = time.process_time(), time.perf_counter(), process_cpu_seconds(server_pid)
     try:
         await asyncio.wait_for(asyncio.gather(*(user(r, w) for r, w in connections)), DEADLINE_S)
     finally:
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        server_cpu = process_cpu_seconds(server_pid) - server_cpu
         for _, writer in connections:
             writer.close()
-    return Measure(total / wall, statistics.median(latencies) * 1000, cpu / wall)
+    return Measure(total / wall, statistics.median(latencies) * 1000, cpu / wall, server_cpu / total * 1000)
 
 
 async def one_response(port: int, request: bytes) -> bytes:
@@ -257,8 +270,8 @@ def measure_all(router: Server, ceiling: Server, levels: list[int], total: int, 
             results: dict[str, list[Measure]] = {"router": [], "ceiling": []}
             for _ in range(rounds):  # interleaved, so drift in the machine's load hits both alike
                 for server in (ceiling, router):
-                    results[server.kind].append(
-                        asyncio.run(load(server.port, built[server.kind], concurrency, count, stream)))
+                    results[server.kind].append(asyncio.run(
+                        load(server.port, built[server.kind], concurrency, count, stream, server.process.pid)))
             rows.append(("streamed" if stream else "JSON", concurrency, results["router"], results["ceiling"]))
     return rows
 
@@ -268,13 +281,15 @@ def median(values) -> float:
 
 
 def table(rows, total: int, rounds: int) -> str:
-    lines = ["| kind | concurrency | router req/s | ceiling req/s | router / ceiling | router p50 ms | "
-             "ceiling p50 ms | client CPU share (router, ceiling) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| kind | concurrency | router req/s | ceiling req/s | router / ceiling | router CPU ms/req | "
+             "ceiling CPU ms/req | ceiling / router CPU | router p50 ms | ceiling p50 ms | client CPU share |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for kind, concurrency, router, ceiling in rows:
         r, c = median(m.rate for m in router), median(m.rate for m in ceiling)
-        lines.append(f"| {kind} | {concurrency} | {r:,.0f} | {c:,.0f} | {r / c:.2f} | "
-                     f"{median(m.p50_ms for m in router):.1f} | {median(m.p50_ms for m in ceiling):.1f} | "
+        r_cpu, c_cpu = median(m.server_cpu_ms for m in router), median(m.server_cpu_ms for m in ceiling)
+        lines.append(f"| {kind} | {concurrency} | {r:,.0f} | {c:,.0f} | {r / c:.2f} | {r_cpu:.2f} | {c_cpu:.2f} | "
+                     f"{c_cpu / r_cpu:.2f} | {median(m.p50_ms for m in router):.1f} | "
+                     f"{median(m.p50_ms for m in ceiling):.1f} | "
                      f"{median(m.client_cpu for m in router):.2f}, {median(m.client_cpu for m in ceiling):.2f} |")
     return "\n".join(lines)
 
@@ -303,8 +318,12 @@ def main() -> int:
           f"{total} requests per measurement, median of {rounds} interleaved rounds; "
           f"Python {platform.python_version()}, {os.cpu_count()} CPUs\n")
     print(table(rows, total, rounds))
-    print("\nrouter / ceiling: the share of the bare stack's throughput the router keeps at that concurrency "
-          "(1.00 = the router's own work costs nothing; 0.50 = it halves the requests served per second).")
+    print("\nrouter / ceiling: the share of the bare stack's throughput (requests/s, wall clock) the router keeps "
+          "at that concurrency (1.00 = its own work costs nothing; 0.50 = it halves the requests served per second). "
+          "ceiling / router CPU: the same share judged by the server process's CPU time per request, which a "
+          "machine shared with other work disturbs far less than the wall clock; a server that is CPU-bound "
+          "reaches that share of the ceiling's throughput. client CPU share: the client's CPU seconds per "
+          "second of wall time (near 1.00 = the client, not the server, was the limit).")
     return 0
 
 

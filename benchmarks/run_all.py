@@ -96,7 +96,8 @@ def router_rows(run_: Run) -> list[tuple[str, str, str]]:
             continue
         others = ", ".join(f"{n}: {c[4]}" for n, c in sorted(cells.items()) if n != 64)
         rows.append((f"Local router / ceiling, {kind}, concurrency 64 (target >= 0.5)", cells[64][4],
-                     f"router {cells[64][2]} vs ceiling {cells[64][3]} req/s; other concurrencies {others}"))
+                     f"router {cells[64][2]} vs ceiling {cells[64][3]} req/s; by server CPU per request "
+                     f"{cells[64][7]} ({cells[64][5]} vs {cells[64][6]} ms); other concurrencies {others}"))
     return rows
 
 

@@ -222,6 +222,7 @@ def test_chunk_events_are_the_bytes_of_the_whole_chunk_encoded():
     for extra in ({}, {"orq": {"cache_hit": True}}):
         events = router_app.ChunkEvents(base, extra)
         for delta, finish in (({"role": "assistant", "content": "café \"q\" 🎉\n"}, None), ({}, "stop"),
+                              ({"content": "\x00 tab\t \u2028 é"}, None), ({"reasoning": ""}, None),
                               ({"tool_calls": [{"index": 0, "function": {"arguments": "{\"a\": 1}"}}]}, None)):
             whole = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
             assert events.delta(delta, finish) == router_app.sse(whole)

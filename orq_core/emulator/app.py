@@ -126,6 +126,7 @@ def fault_error(fault: Fault) -> OrqError:
 
 
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once, not per chunk
+_json_string = json.encoder.encode_basestring  # what _to_json does to a str, without its per-call set-up
 
 
 def sse(data: Any) -> bytes:
@@ -142,8 +143,17 @@ class ChunkEvents:
         self._tail = "}]" + ("," + _to_json(extra)[1:-1] if extra else "") + "}\n\n"
 
     def delta(self, delta: dict, finish_reason: str | None) -> bytes:
-        return (f'{self._head}{_to_json(delta)},"finish_reason":{_to_json(finish_reason)}'
+        return (f'{self._head}{_delta_json(delta)},"finish_reason":{_to_json(finish_reason)}'
                 f'{self._tail}').encode("utf-8")
+
+
+def _delta_json(delta: dict) -> str:
+    """_to_json(delta), with the common one-string delta ({"content": ...}) encoded directly."""
+    if len(delta) == 1:
+        (key, value), = delta.items()
+        if type(value) is str and key in ("content", "reasoning"):
+            return f'{{"{key}":{_json_string(value)}}}'
+    return _to_json(delta)
 
 
 class _Cut:
