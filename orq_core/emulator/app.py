@@ -278,25 +278,25 @@ def shape_answer(answer: Any, max_tokens: int, stops: list[str]) -> Generation:
 
 # --- streaming plan -------------------------------------------------------------------------------
 
-_PIECE = re.compile(r"\s*(?:(\w+)|[^\w\s])|\s+", re.UNICODE)
+_PIECE = re.compile(r"(\s*(?:(\w+)|[^\w\s])|\s+)", re.UNICODE)  # (piece, its word if it is one)
 
 
 def split_for_stream(text: str, tokens_per_chunk: int) -> list[tuple[str, int]]:
     """(piece, tokens) covering ``text`` exactly, each about ``tokens_per_chunk`` tokens, cut only
     between the tokenizer's pieces so the chunk counts add up to text_tokens(text)."""
     chunks: list[tuple[str, int]] = []
-    current, count = "", 0
-    for match in _PIECE.finditer(text):
-        piece, word = match.group(), match.group(1)
-        current += piece
+    start = count = 0
+    at = 0
+    for piece, word in _PIECE.findall(text):
+        at += len(piece)
         # text_tokens(piece), without a regex pass per piece: a word costs one token per started
         # 4 characters, a symbol one, whitespace none.
-        count += -(-len(word) // 4) if word else (0 if piece.isspace() else 1)
+        count += (len(word) + 3) // 4 if word else (0 if piece.isspace() else 1)
         if count >= tokens_per_chunk:
-            chunks.append((current, count))
-            current, count = "", 0
-    if current:
-        chunks.append((current, count))
+            chunks.append((text[start:at], count))
+            start, count = at, 0
+    if at > start:
+        chunks.append((text[start:at], count))
     return chunks
 
 
