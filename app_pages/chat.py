@@ -32,15 +32,25 @@ def current_conversation() -> Conversation:
     if conversation is not None and (not wanted or conversation.id in (wanted, just_opened)):
         st.query_params["c"] = conversation.id  # a rerun may still carry the previous address
         return conversation
-    loaded = Conversation.load(store, wanted) if wanted else None
+    loaded = load_saved(wanted) if wanted else None
     conversation = loaded or Conversation(ChatSettings(model=ctx.slug))
+    if wanted and loaded is None:
+        st.query_params["c"] = conversation.id  # the address no longer names one that cannot open
     st.session_state["conversation"] = conversation
     return conversation
 
 
+def load_saved(conversation_id: str) -> Conversation | None:
+    try:
+        return Conversation.load(store, conversation_id)
+    except ConversationImportError as error:
+        st.session_state["_import_error"] = f"{error} A new conversation was started instead."
+        return None
+
+
 def open_chosen_conversation() -> None:
     chosen = st.session_state.get("open_conversation")
-    loaded = Conversation.load(store, chosen) if chosen else None
+    loaded = load_saved(chosen) if chosen else None
     if loaded is not None:
         open_conversation(loaded)
 

@@ -204,8 +204,16 @@ class Conversation:
 
     @classmethod
     def load(cls, store, conversation_id: str) -> "Conversation | None":
+        """A saved conversation, checked like an import: one saved before the checks existed may
+        hold what the page cannot show. Raises ConversationImportError with a sentence."""
         doc = store.load_doc("conversation", conversation_id)
-        return cls.from_dict(doc.data) if doc else None
+        if doc is None:
+            return None
+        problems = _import_problems(doc.data) if isinstance(doc.data, dict) else ["it is not an object"]
+        if problems:
+            raise ConversationImportError(f"The saved conversation “{printable(doc.name)[:TITLE_CHARS]}” cannot be "
+                                          f"opened: {damaged(problems)}.")
+        return cls.from_dict(doc.data)
 
 
 def _replay(turn: Turn) -> list[dict]:

@@ -194,3 +194,19 @@ def test_cache_doctor_explains_a_system_edit_and_the_advice_makes_the_next_turn_
     last = conversation(app).turns[7].completion
     assert last.usage.cache_read_tokens > after.usage.cache_read_tokens  # the whole conversation so far
     assert last.cache.matched
+
+
+def test_a_damaged_saved_conversation_opens_with_a_sentence_not_a_crash(app):
+    from orq_core.store import Store
+    damaged = {"format": "orq-playground.conversation/1", "id": "bad000000001", "title": "saved before the fix",
+               "settings": {"model": "anthropic/claude-sonnet-4-5-20250929", "max_tokens": "lots"},
+               "turns": [{"role": "user", "text": "hello"}]}
+    Store.default().save_doc("conversation", "bad000000001", "saved before the fix", damaged)
+    app.query_params["c"] = "bad000000001"
+    app.run()
+    assert not app.exception, app.exception
+    assert ("The saved conversation “saved before the fix” cannot be opened: settings.max_tokens must be a whole "
+            "number from 1 to 64,000 (got 'lots'). A new conversation was started instead.") in [e.value for e in app.error]
+    assert conversation(app).id != "bad000000001" and conversation(app).turns == []
+    send(app, "A fresh start")
+    assert [t.text for t in conversation(app).turns][0] == "A fresh start"
