@@ -45,6 +45,7 @@ def load_saved(conversation_id: str) -> Conversation | None:
         return Conversation.load(store, conversation_id)
     except ConversationImportError as error:
         st.session_state["_import_error"] = f"{error} A new conversation was started instead."
+        st.session_state["_damaged_id"] = conversation_id
         return None
 
 
@@ -92,6 +93,12 @@ with st.sidebar:
             st.rerun()
     if st.session_state.get("_import_error"):
         st.error(st.session_state["_import_error"])
+    damaged_id = st.session_state.get("_damaged_id")
+    if damaged_id and st.button("Delete the conversation that cannot be opened", icon=":material/delete:"):
+        store.delete_doc("conversation", damaged_id)
+        st.session_state.pop("_damaged_id")
+        st.session_state.pop("_import_error", None)
+        st.rerun()
 
 
 # --- settings ----------------------------------------------------------------------------------

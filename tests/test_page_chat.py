@@ -210,3 +210,5 @@ def test_a_damaged_saved_conversation_opens_with_a_sentence_not_a_crash(app):
     assert conversation(app).id != "bad000000001" and conversation(app).turns == []
     send(app, "A fresh start")
     assert [t.text for t in conversation(app).turns][0] == "A fresh start"
+    by_label(app.button, "Delete the conversation that cannot be opened").click().run()
+    assert Store.default().load_doc("conversation", "bad000000001") is None and not app.error
