@@ -142,6 +142,7 @@ def test_brackets_inside_text_do_not_count_as_nesting():
     ({"stop": "END"}, "settings.stop must be a list of stop sequences like [\"END\"] (got a string)"),
     ({"stop": ["END", 3]}, "settings.stop[1] must be text with at least one visible character (got 3)"),
     ({"cache_system": "yes"}, "settings.cache_system must be true or false (got 'yes')"),
+    ({"cache_conversation": 1}, "settings.cache_conversation must be true or false (got 1)"),
     ({"thinking_budget": 2048, "temperature": 0.5}, "settings.temperature must be empty with extended thinking "
                                                     "(Claude fixes it at 1)"),
 ])
