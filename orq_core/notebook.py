@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Callable, Iterator, get_type_hints
+from typing import Any, Callable, Iterator, get_type_hints
 
 from .budget import check_budget
 from .catalog import DEFAULT_MODEL, catalog
@@ -132,6 +132,8 @@ class RequestFigures:
     ttft_ms: float | None = None
     latency_ms: float | None = None
     error: str | None = None
+    cache: Any = None
+    """The cache doctor's CacheCheck for this request (prediction, why, comparison)."""
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -144,7 +146,16 @@ class RequestFigures:
         return cls(label=str(data.get("label", "")), model=str(data.get("model", "")), usage=usage,
                    cost_usd=float(data.get("cost_usd") or 0), no_cache_usd=float(data.get("no_cache_usd") or 0),
                    ttft_ms=_opt_float(data.get("ttft_ms")), latency_ms=_opt_float(data.get("latency_ms")),
-                   error=data.get("error"))
+                   error=data.get("error"), cache=_cache_check(data.get("cache")))
+
+
+def _cache_check(data: Any) -> Any:
+    from .cache_doctor import CacheCheck
+
+    try:
+        return CacheCheck.from_dict(data) if isinstance(data, dict) else None
+    except (TypeError, ValueError):
+        return None
 
 
 _USAGE_FIELDS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
@@ -592,7 +603,8 @@ def _priced(answered: str, requested: str) -> str:
 def figures_of(label: str, completion: Completion, requested: str, write_ttl: str) -> RequestFigures:
     cost = cost_of(completion.usage, _priced(completion.model, requested), write_ttl)
     return RequestFigures(label, completion.model or requested, completion.usage, float(cost.total),
-                          float(cost.no_cache_total), completion.ttft_ms, completion.latency_ms, completion.error)
+                          float(cost.no_cache_total), completion.ttft_ms, completion.latency_ms, completion.error,
+                          completion.cache)
 
 
 def cache_note(label: str, completion: Completion) -> list[str]:

@@ -12,7 +12,7 @@ from orq_core.lab import ARMS, MAX_CONTEXT_TOKENS, MAX_REQUESTS, MIN_CONTEXT_TOK
 from orq_core.lab_presets import PRESETS
 from orq_core.notebook import (BatchInputs, Cell, CompareInputs, LabInputs, MarkdownInputs, Notebook, NotebookError,
                                PromptInputs, RequestFigures, VariablesInputs, parse_variables, substitute)
-from playground_ui.render import fmt_ms, usage_summary
+from playground_ui.render import cache_doctor_line, fmt_ms, usage_summary
 
 TARGETS = {t.slug: t for t in catalog().targets()}
 TTLS = ["5m", "1h"]
@@ -187,6 +187,7 @@ def show_output(cell: Cell) -> None:
                 _answer(answer)
                 if request is not None and not request.error:
                     st.caption(request_line(request))
+                    cache_doctor_line(request.cache)
         if output.table:
             st.dataframe(output.table, hide_index=True,
                          column_order=["target", "best", "cost_usd", "latency_ms", "ttft_ms", "tokens_per_s",
@@ -198,6 +199,7 @@ def show_output(cell: Cell) -> None:
     if cell.kind == "prompt":
         for request in output.requests:
             st.caption(request_line(request))
+            cache_doctor_line(request.cache)
     for note in output.notes:
         st.caption(note)
     if output.error and not (cell.kind in ("prompt", "compare") and any(a.error for a in output.answers)):

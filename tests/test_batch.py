@@ -308,3 +308,16 @@ def test_a_record_round_trips_through_its_dict():
     record = BatchRecord(3, SONNET, "ok", "hi", Usage(1, 2, 3, 4, raw={"x": 1}),
                          cost_of(Usage(1, 2, 3, 4), SONNET), 10.0, 20.0, None, SONNET, ("a",), True, "")
     assert BatchRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+
+
+def test_each_row_carries_the_cache_doctors_reason(router_factory):
+    from orq_core.cache_doctor import doctor_for
+
+    router = router_factory()
+    with client_for(router, doctor=doctor_for(router.base_url, router.api_key, Store(":memory:"))) as client:
+        batch = run_batch(client, cache_batch(warm_first=True))
+    for slug in (SONNET, HAIKU):
+        records = sorted(batch.target_records(slug), key=lambda r: r.usage.cache_read_tokens)
+        assert records[0].why.startswith(f"writes {records[0].usage.cache_write_tokens:,}: ")
+        assert all(r.why.startswith(f"reads {r.usage.cache_read_tokens:,} tokens written ") for r in records[1:])
+        assert all(r.why.endswith(" · as predicted") for r in records), [r.why for r in records]
