@@ -97,14 +97,15 @@ def _client_for(connection: Connection, spend: SessionSpend):
     from orq_core.cache_doctor import doctor_for
     from orq_core.client import OrqClient
 
-    marker = (connection.base_url, hash(connection.api_key))
+    marker = (connection.base_url, hash(connection.api_key), current_owner())
     if st.session_state.get("_client_marker") != marker:
         old = st.session_state.get("_client")
         if old is not None:
             old.close()
         st.session_state["_client"] = OrqClient(connection.base_url, connection.api_key, run_log=spend,
                                                 page="playground", max_connections=POOL_CONNECTIONS,
-                                                doctor=doctor_for(connection.base_url, connection.api_key))
+                                                doctor=doctor_for(connection.base_url, connection.api_key,
+                                                                  person_store()))
         st.session_state["_client_marker"] = marker
     return st.session_state["_client"]
 
