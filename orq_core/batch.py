@@ -36,10 +36,10 @@ import json
 import queue
 import random
 import re
-import statistics
 import threading
 import time
 import uuid
+from array import array
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -423,6 +423,8 @@ class Batch:
     records: dict[str, BatchRecord] = field(default_factory=dict)
     """By ``record_key(row, target)``; the latest attempt of each pair."""
     stopped: bool = False
+    tallies: dict[str, "TargetTally"] | None = field(default=None, repr=False)
+    """Set by ``run_batch(keep_records=False)``: the summary of records that were saved, not kept."""
 
     @classmethod
     def new(cls, spec: BatchSpec, rows: list[Row], name: str = "") -> "Batch":
@@ -447,8 +449,10 @@ class Batch:
         return sorted((r for r in self.records.values() if r.target == slug), key=lambda r: r.row)
 
     def summary(self) -> list["TargetSummary"]:
-        return [summarize(slug, self.target_records(slug), has_expected=self.spec.expected_column is not None)
-                for slug in self.spec.targets]
+        has_expected = self.spec.expected_column is not None
+        if self.tallies is not None:
+            return [self.tallies[slug].summary(has_expected) for slug in self.spec.targets]
+        return [summarize(slug, self.target_records(slug), has_expected=has_expected) for slug in self.spec.targets]
 
     # --- storage ------------------------------------------------------------------------------
 
@@ -620,19 +624,25 @@ class Progress:
 
 def run_batch(client, batch: Batch, *, store=None, on_record: Callable[[BatchRecord, Progress], None] | None = None,
               should_stop: Callable[[], bool] | None = None, page: str = "batch",
-              clock: Callable[[], float] = time.perf_counter) -> Batch:
+              clock: Callable[[], float] = time.perf_counter, keep_records: bool = True) -> Batch:
     """Send every missing (row, target) of ``batch``, at most ``spec.concurrency`` requests in flight per
     target (so a cold wave of N is N requests to one cache, whatever the other targets do).
 
     ``client``: an OrqClient (thread-safe; its pool must allow concurrency x targets connections:
     ``pool_size(spec)``).
     ``on_record(record, progress)`` and ``should_stop()`` run on the caller's thread. A stop keeps
-    every finished record and cancels the streams in flight. Records are saved as they complete."""
+    every finished record and cancels the streams in flight. Records are saved as they complete.
+
+    ``keep_records=False`` (the CLI, long runs): new records go to the store and ``on_record`` but not
+    into ``batch.records``; ``batch.tallies`` keeps the summary (seeded with the ok records already
+    held), so memory stays flat however many rows. Reopen with ``Batch.load`` to see every record."""
     spec = batch.spec
     pending = batch.missing()
     if store is not None:
         batch.stopped = False
         batch.save(store)
+    if not keep_records:
+        batch.tallies = {slug: summarize_into(TargetTally(slug), batch.target_records(slug)) for slug in spec.targets}
     scheduler = _Scheduler(spec, pending)
     events: queue.Queue = queue.Queue()
     cancel = threading.Event()
@@ -665,7 +675,10 @@ def run_batch(client, batch: Batch, *, store=None, on_record: Callable[[BatchRec
             scheduler.finished(record.target)
             if cancel.is_set() and not record.ok:
                 continue  # cancelled in flight: not a result
-            batch.records[record.key] = record
+            if keep_records:
+                batch.records[record.key] = record
+            else:
+                batch.tallies[record.target].add(record)
             if store is not None:
                 store.put_item(DOC_KIND, batch.id, record.key, record.to_dict())
             done += 1
@@ -852,22 +865,61 @@ def _float(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
-def summarize(slug: str, records: list[BatchRecord], *, has_expected: bool = False) -> TargetSummary:
+class TargetTally:
+    """A running summary of one target's records: sums, and the TTFT/latency samples for percentiles
+    (8 bytes each), so a run that does not keep its records still has its summary."""
+
+    def __init__(self, target: str):
+        self.target = target
+        self.ok = self.failed = self.checked = self.passed = self.output_tokens_ok = 0
+        self.usage = Usage()
+        self.cost = ZERO_COST
+        self.ttfts = array("d")
+        self.latencies = array("d")
+        self.generating_s = 0.0
+
+    def add(self, record: BatchRecord) -> None:
+        # every record's tokens and cost count (a cut answer is billed); timings only of the ok ones
+        self.usage += record.usage
+        self.cost += record.cost
+        if not record.ok:
+            self.failed += 1
+            return
+        self.ok += 1
+        self.output_tokens_ok += record.usage.output_tokens
+        if record.ttft_ms is not None:
+            self.ttfts.append(record.ttft_ms)
+        if record.latency_ms is not None:
+            self.latencies.append(record.latency_ms)
+            if record.ttft_ms is not None:
+                self.generating_s += (record.latency_ms - record.ttft_ms) / 1000
+        if record.passed is not None:
+            self.checked += 1
+            self.passed += bool(record.passed)
+
+    def summary(self, has_expected: bool = False) -> TargetSummary:
+        ttfts, latencies = list(self.ttfts), list(self.latencies)
+        return TargetSummary(
+            self.target, self.ok, self.failed, self.usage, self.cost, percentile(ttfts, 50), percentile(ttfts, 95),
+            percentile(latencies, 50), percentile(latencies, 95),
+            self.output_tokens_ok / self.generating_s if self.generating_s > 0 else None,
+            self.passed / self.checked if has_expected and self.checked else None)
+
+
+def summarize_into(tally: TargetTally, records: Iterable[BatchRecord]) -> TargetTally:
+    """``tally`` with the ok ``records`` added (failed ones are about to be sent again)."""
+    for record in records:
+        if record.ok:
+            tally.add(record)
+    return tally
+
+
+def summarize(slug: str, records: Iterable[BatchRecord], *, has_expected: bool = False) -> TargetSummary:
     """Sums of the records (every failed row's tokens too: a cut answer is billed), percentiles of the ok ones."""
-    good = [r for r in records if r.ok]
-    usage = sum((r.usage for r in records), Usage())
-    cost = sum((r.cost for r in records), ZERO_COST)
-    ttfts = [r.ttft_ms for r in good if r.ttft_ms is not None]
-    latencies = [r.latency_ms for r in good if r.latency_ms is not None]
-    generating_s = sum((r.latency_ms - r.ttft_ms) / 1000 for r in good
-                       if r.latency_ms is not None and r.ttft_ms is not None)
-    out_tokens = sum(r.usage.output_tokens for r in good)
-    checked = [r.passed for r in good if r.passed is not None]
-    return TargetSummary(
-        slug, len(good), len(records) - len(good), usage, cost, percentile(ttfts, 50), percentile(ttfts, 95),
-        percentile(latencies, 50), percentile(latencies, 95),
-        out_tokens / generating_s if generating_s > 0 else None,
-        sum(checked) / len(checked) if has_expected and checked else None)
+    tally = TargetTally(slug)
+    for record in records:
+        tally.add(record)
+    return tally.summary(has_expected)
 
 
 # --- charts (plotly imported lazily) ---------------------------------------------------------------

@@ -1,19 +1,22 @@
 """``python -m orq_core batch``: a Batch run from the shell (see ``orq_core.batch``).
 
 Bad input (unreadable or empty file, unknown column or target, concurrency out of range) exits
-with one sentence on stderr before anything is sent. Exit status 1 when some row failed.
+with one sentence on stderr before anything is sent. Exit status 1 when some row failed. Records are
+saved to the store and written to ``--out`` as they complete (completion order), never all held in
+memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
 from typing import Callable
 
-from .batch import (MAX_CONCURRENCY, Batch, BatchInputError, BatchSpec, check_batch_budget, check_expected, check_spec,
-                    choose_rows, load_dataset, pool_size, write_records_csv)
+from .batch import (MAX_CONCURRENCY, RECORD_COLUMNS, Batch, BatchInputError, BatchSpec, check_batch_budget,
+                    check_expected, check_spec, choose_rows, load_dataset, pool_size)
 from .catalog import DEFAULT_MODEL
 from .cost import format_usd
 
@@ -50,6 +53,13 @@ def _read(path: str, what: str) -> bytes:
         raise BatchInputError(f"Cannot read the {what} {path!r}: {error.strerror or error}.") from None
 
 
+def _open_out(path: str):
+    try:
+        return open(path, "w", encoding="utf-8", newline="")
+    except OSError as error:
+        raise BatchInputError(f"Cannot write the output file {path!r}: {error.strerror or error}.") from None
+
+
 def spec_from_args(args: argparse.Namespace) -> BatchSpec:
     system = args.system
     if args.system_file:
@@ -79,6 +89,7 @@ def cli_batch(args: argparse.Namespace, print_fn: Callable[[str], None] = print,
     check_spec(spec, dataset.columns)
     check_expected(spec, rows)
     batch = Batch.new(spec, rows)
+    out = _open_out(args.out) if args.out else None
     store = store if store is not None else Store.default()
     own_client = client is None
     if own_client:
@@ -89,13 +100,15 @@ def cli_batch(args: argparse.Namespace, print_fn: Callable[[str], None] = print,
     elif args.max_spend is not None:
         check_batch_budget(batch, 0.0, args.max_spend)
     try:
-        run_batch_quietly(client, batch, store)
+        writer = csv.DictWriter(out, fieldnames=RECORD_COLUMNS, lineterminator="\n") if out else None
+        if writer:
+            writer.writeheader()
+        run_batch_quietly(client, batch, store, writer)
     finally:
+        if out:
+            out.close()
         if own_client:
             client.close()
-    if args.out:
-        with open(args.out, "w", encoding="utf-8", newline="") as out:
-            write_records_csv(out, batch.ordered_records())
     if args.json:
         print_fn(json.dumps(summary_json(batch), indent=2))
     else:
@@ -108,16 +121,20 @@ def cli_batch(args: argparse.Namespace, print_fn: Callable[[str], None] = print,
     return 1 if any(s.failed for s in batch.summary()) else 0
 
 
-def run_batch_quietly(client, batch: Batch, store) -> None:
+def run_batch_quietly(client, batch: Batch, store, writer=None) -> None:
+    """Progress every 10% on stderr; each record to the CSV as it completes (completion order), none kept
+    in memory: the summary comes from the run's tallies."""
     from .batch import run_batch
 
     last = [-1]
 
     def report(record, progress) -> None:
+        if writer is not None:
+            writer.writerow(record.flat())
         step = int(progress.fraction * 10)
         if step != last[0]:
             last[0] = step
             print(f"{progress.done:,}/{progress.total:,} done, {progress.failed:,} failed, "
                   f"{format_usd(progress.cost_usd)}", file=sys.stderr)
 
-    run_batch(client, batch, store=store, on_record=report)
+    run_batch(client, batch, store=store, on_record=report, keep_records=False)

@@ -321,3 +321,18 @@ def test_each_row_carries_the_cache_doctors_reason(router_factory):
         assert records[0].why.startswith(f"writes {records[0].usage.cache_write_tokens:,}: ")
         assert all(r.why.startswith(f"reads {r.usage.cache_read_tokens:,} tokens written ") for r in records[1:])
         assert all(r.why.endswith(" · as predicted") for r in records), [r.why for r in records]
+
+
+def test_a_run_that_keeps_no_records_has_the_same_summary_as_its_saved_records(tmp_path):
+    store = Store(tmp_path / "b.db")
+    spec = BatchSpec(template="{{question}}", targets=(SONNET, HAIKU), concurrency=3, expected_column="answer",
+                     check="contains")
+    batch = Batch.new(spec, questions(9))
+    run_batch(ScriptedClient(fail={4}), batch, store=store, keep_records=False)
+    assert batch.records == {}
+    saved = Batch.load(store, batch.id)
+    assert len(saved.records) == 18
+    assert batch.summary() == saved.summary()
+    run_batch(ScriptedClient(), saved, store=store, keep_records=False)  # resume: only row 4 is sent again
+    assert [(s.ok, s.failed) for s in saved.summary()] == [(9, 0), (9, 0)]
+    assert saved.summary() == Batch.load(store, batch.id).summary()

@@ -106,3 +106,9 @@ def test_importing_the_batch_core_loads_no_ui_chart_or_router_code():
             "print(sorted(m for m in ('streamlit', 'pandas', 'plotly', 'starlette') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_unwritable_out_file_is_refused_before_sending(data_csv, tmp_path):
+    result = cli("--input", str(data_csv), "--template", "{{question}}", "--out", str(tmp_path / "no" / "out.csv"))
+    assert (result.returncode, result.stderr.strip()) == (
+        2, f"error: Cannot write the output file '{tmp_path / 'no' / 'out.csv'}': No such file or directory.")
