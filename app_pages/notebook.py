@@ -16,7 +16,7 @@ from orq_core.notebook import (DOC_KIND, KIND_LABELS, KINDS, Notebook, NotebookE
                                run_all)
 from orq_core.types import ReasoningDelta, TextDelta
 from playground_ui.notebook_cells import INPUT_WIDGETS, show_markdown_cell, show_output, show_variables
-from playground_ui.render import local_banner
+from playground_ui.render import local_banner, usage_summary
 from playground_ui.session import require_context
 from playground_ui.streaming import CURSOR, REPAINT_EVERY_S
 
@@ -214,6 +214,8 @@ rows = dict(totals.rows())
 metrics[3].metric("Cost", rows["Cost"], help=f"without caching {rows['Without caching']}")
 metrics[4].metric("Saved by caching", rows["Saved by caching"])
 metrics[5].metric("Time", rows["Time"])
+if totals.requests:
+    st.caption(f"Tokens by kind: {usage_summary(totals.usage)} · without caching {rows['Without caching']}")
 
 stale = notebook.stale_cells()
 buttons = st.columns([1, 1.3, 2])
