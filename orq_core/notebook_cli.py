@@ -22,6 +22,9 @@ def add_notebook_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--out", required=True, help="the run notebook (.ipynb) to write")
     run.add_argument("--html", help="also write the standalone HTML report here")
     run.add_argument("--local", action="store_true", help="use the local router even when ORQ_API_KEY is set")
+    run.add_argument("--max-spend", type=float, default=None,
+                     help="refuse any cell whose worst case would take the run past this many USD "
+                          "(default: $1 against Orq, no limit on the local router)")
     run.set_defaults(func=cli_run)
 
 
@@ -38,7 +41,9 @@ def cli_demo(args: argparse.Namespace) -> int:
 
 
 def cli_run(args: argparse.Namespace, client=None) -> int:
+    from .budget import BudgetDefaults, SessionSpend
     from .connection import make_client, resolve_connection
+    from .store import Store
     from .notebook_export import export_ipynb, import_ipynb
     from .notebook_report import export_html
 
@@ -50,10 +55,13 @@ def cli_run(args: argparse.Namespace, client=None) -> int:
     connection = resolve_connection(force_local=args.local)
     if connection.local:
         print("[answers come from the local router: synthetic text, no key needed]", file=sys.stderr)
+    limit = args.max_spend if args.max_spend is not None else (None if connection.local else BudgetDefaults().orq_usd)
+    spend = SessionSpend(Store.default())
     own_client = client is None
-    client = client or make_client(connection, page="notebook")
+    client = client or make_client(connection, page="notebook", store=spend)
+    run_ctx = RunContext(client, local=connection.local, spent_usd=lambda: spend.total_usd, budget_usd=limit)
     try:
-        for progress in run_all(notebook, RunContext(client, local=connection.local)):
+        for progress in run_all(notebook, run_ctx):
             if progress.output is not None:
                 state = "ok" if progress.output.ok else "error"
                 print(f"[{progress.done}/{progress.total}] {progress.cell.label}: {state}", file=sys.stderr)

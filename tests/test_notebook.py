@@ -283,6 +283,12 @@ def test_cli_errors_are_one_sentence(tmp_path, monkeypatch, capsys):
         "error: cell 1 (Prompt) failed: The cell uses {{who}}, but no Variables cell above it defines who. "
         "Add `who = ...` to a Variables cell above, or remove it.")
     assert (tmp_path / "y.ipynb").exists()
+    demo = tmp_path / "demo.ipynb"
+    assert main(["notebook", "demo", "--out", str(demo)]) == 0
+    assert main(["notebook", "run", str(demo), "--out", str(tmp_path / "z.ipynb"), "--max-spend", "0.001"]) == 1
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("error: cell 4 (Prompt) failed: Not sent: this request could cost up to $0.0")
+    assert last.endswith("budget. Lower max_tokens, shorten the prompt, or raise the budget in the sidebar.")
 
 
 def test_run_cell_reports_a_router_error_in_the_cell(run_ctx):
