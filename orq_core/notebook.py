@@ -607,12 +607,6 @@ def figures_of(label: str, completion: Completion, requested: str, write_ttl: st
                           completion.cache)
 
 
-def cache_note(label: str, completion: Completion) -> list[str]:
-    """The cache doctor's sentence on this request (prediction, why, and how it came out), when it ran."""
-    check = getattr(completion, "cache", None)
-    return [f"{label}: {check.sentence()}"] if check is not None and hasattr(check, "sentence") else []
-
-
 def prompt_payload(inputs: PromptInputs) -> dict:
     ttl = inputs.cache_ttl if inputs.cache_ttl in CACHE_TTLS else "5m"
     messages = [system_message(inputs.system, cache_ttl=ttl if inputs.cache_system else None)] if inputs.system else []
@@ -636,7 +630,6 @@ def _run_prompt(cell: Cell, inputs: PromptInputs, ctx: RunContext, output: CellO
             completion = event.completion
     output.answers = [Answer(inputs.model, completion.text, completion.reasoning, completion.error)]
     output.requests = [figures_of(inputs.model, completion, inputs.model, cache_write_ttl(payload))]
-    output.notes = cache_note(inputs.model, completion)
     if completion.error:
         raise NotebookError(f"The answer stopped halfway: {completion.error}. What arrived is kept.")
 
@@ -670,7 +663,6 @@ def _run_compare(cell: Cell, inputs: CompareInputs, ctx: RunContext, output: Cel
                                      sample.error if sample else "no answer arrived"))
         if completion is not None:
             output.requests.append(figures_of(label, completion, column.target.slug, sample.write_ttl))
-            output.notes += cache_note(label, completion)
         elif sample is not None:
             output.requests.append(RequestFigures(label, column.target.slug, error=sample.error))
     output.table = comparison.summary_rows()

@@ -181,6 +181,9 @@ def _output(cell: Cell, notebook: Notebook) -> str:
     if output.requests:
         out += "<details><summary>Requests</summary>" + _requests_table(cell) + "</details>" \
             if cell.kind in ("lab", "batch") else _requests_table(cell)
+    for request in output.requests:
+        if request.cache is not None and hasattr(request.cache, "sentence"):
+            out += f'<p class="meta">Cache doctor · {_esc(request.label)}: {_esc(request.cache.sentence())}</p>'
     for note in output.notes:
         out += f'<p class="meta">{_esc(note)}</p>'
     if output.error:

@@ -110,8 +110,8 @@ def test_totals_add_up_each_requests_cost(run_ctx):
     first, second = [c for c in nb.cells if c.kind == "prompt"]
     assert first.output.requests[0].usage.cache_write_tokens > 1_024
     assert second.output.requests[0].usage.cache_read_tokens == first.output.requests[0].usage.cache_write_tokens
-    assert first.output.notes == [f"{SONNET}: writes 1,628: first request with this prefix · as predicted"]
-    assert second.output.notes[0].startswith(f"{SONNET}: reads 1,628 tokens written ")  # the cache doctor's why
+    assert first.output.requests[0].cache.sentence() == "writes 1,628: first request with this prefix · as predicted"
+    assert second.output.requests[0].cache.sentence().startswith("reads 1,628 tokens written ")  # the doctor's why
     requests = [r for c in nb.cells if c.output for r in c.output.requests]
     totals = nb.totals()
     assert totals.requests == len(requests) == 2 + 2 + 8 + 3
@@ -239,6 +239,7 @@ def test_the_report_is_standalone_and_renders_markdown_with_html_off(run_ctx):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert(1)" not in html
     assert "[image: logo] (https://example.com/logo.png)" in html
     assert "local router: their text is synthetic" in html
+    assert f"Cache doctor · {SONNET}: reads 1,628 tokens written " in html
     totals = dict(nb.totals().rows())
     assert f"<td>Cost</td><td class=\"num\">{totals['Cost']}</td>" in html
     assert html.count('class="plotly-graph-div"') == 6  # cost per cell, the lab's three, the batch's two
