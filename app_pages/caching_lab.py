@@ -19,6 +19,7 @@ from dataclasses import replace
 import streamlit as st
 
 from orq_core.catalog import catalog
+from orq_core.cache_advisor import advise_lab
 from orq_core.cache_breakers import run_cache_breakers
 from orq_core.charts import breakers_figure, cost_figure, figure_to_html, latency_figure, tokens_figure
 from orq_core.cost import format_usd
@@ -479,6 +480,28 @@ with st.form("lab_designer", enter_to_submit=False):
     buttons[0].form_submit_button("Check plan", icon=":material/fact_check:")
     run_clicked = buttons[1].form_submit_button("Run experiment", type="primary", icon=":material/play_arrow:")
     buttons[2].caption("The plan above is for the settings last checked; Run checks the current ones first.")
+
+def lab_advisor(config: ExperimentConfig) -> None:
+    """The cache doctor's placement advice for this design, applied with one click."""
+    try:
+        advice = advise_lab(config, cached_preflight)
+    except ValueError:
+        return
+    if advice.placement == advice.current or advice.saving_usd <= 0:
+        return
+
+    def apply() -> None:
+        state[f"lab_breakpoint_{config.preset}"] = advice.placement
+
+    cols = st.columns([5, 2])
+    cols[0].caption(f":material/cached: Cache doctor: a breakpoint {BREAKPOINT_LABELS[advice.placement].lower()} "
+                    f"makes the prompt-caching arm cost about {format_usd(advice.expected_usd)} instead of "
+                    f"{format_usd(advice.current_usd)} (saves {format_usd(advice.saving_usd)}).")
+    cols[1].button("Apply the suggestion", key="apply_lab_advice", on_click=apply, icon=":material/auto_fix_high:")
+
+
+if plan is not None:
+    lab_advisor(config)
 
 if run_clicked and plan is not None:
     try:

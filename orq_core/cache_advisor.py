@@ -112,3 +112,33 @@ def advise(conversation, doctor, turns: int = DEFAULT_TURNS) -> BreakpointAdvice
 def apply_advice(conversation, advice: BreakpointAdvice) -> None:
     conversation.settings.cache_system = advice.cache_system
     conversation.settings.cache_conversation = advice.cache_conversation
+
+
+@dataclass(frozen=True)
+class LabAdvice:
+    """For a Caching Lab design: the breakpoint placement whose prompt-caching arm costs least over
+    the experiment's requests (the Lab's own preflight estimate), against the chosen one."""
+
+    placement: str
+    current: str
+    expected_usd: Decimal
+    current_usd: Decimal
+
+    @property
+    def saving_usd(self) -> Decimal:
+        return self.current_usd - self.expected_usd
+
+
+def advise_lab(config, estimate=None) -> LabAdvice:
+    """``estimate(config) -> Preflight`` (default ``lab.preflight``; a page passes its cached one)."""
+    from .lab import BREAKPOINTS, preflight
+
+    estimate = estimate or preflight
+
+    def cost(placement: str) -> Decimal:
+        plan = estimate(replace(config, breakpoint=placement, arms=("prompt-cache",)))
+        return sum((e.total for e in plan.estimates if e.arm == "prompt-cache"), Decimal(0))
+
+    costs = {placement: cost(placement) for placement in BREAKPOINTS[config.preset]}
+    best = min(costs, key=costs.get)
+    return LabAdvice(best, config.placement, costs[best], costs[config.placement])

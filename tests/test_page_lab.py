@@ -237,3 +237,16 @@ def test_lab_records_carry_the_cache_doctor_reason(app):
     assert second.cache_why.startswith(f"reads {second.cache_read_tokens:,} tokens written ")
     assert (second.expected_read_tokens, second.expected_write_tokens) == (second.cache_read_tokens,
                                                                             second.cache_write_tokens)
+
+
+def test_the_advisor_moves_the_custom_presets_breakpoint_to_where_it_pays(app):
+    by_label(app.radio, "Preset").set_value("custom").run()
+    by_label(app.text_area, "Context").set_value("The harbour ledger, page by page. " * 400)
+    by_label(app.selectbox, "Breakpoint (prompt-caching arm)").set_value("system")
+    by_label(app.button, "Check plan").click().run()
+    advice = " ".join(c.value for c in app.caption if "Cache doctor:" in c.value)
+    assert "Cache doctor: a breakpoint after the document (in the user turn) makes the prompt-caching arm cost" in advice
+    by_label(app.button, "Apply the suggestion").click().run()
+    assert not app.exception, app.exception
+    assert by_label(app.selectbox, "Breakpoint (prompt-caching arm)").value == "context"
+    assert not any("Cache doctor: a breakpoint" in c.value for c in app.caption)
