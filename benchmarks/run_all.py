@@ -9,7 +9,8 @@ bench_startup.py (app cold start), bench_lab.py (Caching Lab overhead per reques
 bench_batch.py (Batch rows/s, its own overhead per request, peak memory by rows),
 bench_notebook.py (the demo notebook run headless, exported and imported),
 load_router.py (local-router throughput vs the stack's ceiling, from a separate process),
-bench_prefix.py (a cache hit on a 100K-token prefix vs a 10K one), mem_pdf.py (memory of sending
+bench_prefix.py (a cache hit on a 100K-token prefix vs a 10K one), bench_doctor.py (the cache
+doctor's cost per request and its hit rate on predictions), mem_pdf.py (memory of sending
 a 30 MB PDF). Every figure is a ratio or a median of several runs.
 """
 
@@ -171,6 +172,11 @@ def headline(runs: dict[str, Run]) -> list[tuple[str, str, str]]:
                      f"{cell(prefix, 'cache hit on a 10K-token prefix', 0)} ms per request"))
     if pdf:
         rows += pdf_rows(pdf)
+    doctor = runs.get("doctor")
+    if doctor:
+        rows.append(("Cache doctor per request (predict, ledger, compare; 10K-token prefix, 40 turns)",
+                     cell(doctor, "cache doctor per request", 0),
+                     f"requests predicted exactly: {cell(doctor, 'requests predicted exactly', 0)}"))
     return rows
 
 
@@ -209,6 +215,7 @@ PLAN = {  # key: (title, script, args, timeout s, repeats)
     "notebook": ("The demo notebook run, exported and imported (bench_notebook.py)", "bench_notebook.py", [], 300, 1),
     "router": ("Local router vs the stack's ceiling (load_router.py)", "load_router.py", [], 400, 1),
     "prefix": ("Cache hits on long prefixes (bench_prefix.py)", "bench_prefix.py", [], 120, 1),
+    "doctor": ("The cache doctor's cost per request (bench_doctor.py)", "bench_doctor.py", [], 300, 1),
     "pdf": ("Memory of sending a 30 MB PDF (mem_pdf.py)", "mem_pdf.py", [], 300, 1),
 }
 
