@@ -355,7 +355,7 @@ def run(config: ExperimentConfig, fast_forward: bool) -> None:
     handle = state["lab_active"] = RunHandle()
     st.button("Stop", icon=":material/stop_circle:", key="lab_stop")
     painter = LivePainter(config, total)
-    forward = local_fast_forward(ctx.connection.base_url) if fast_forward else None
+    forward = local_fast_forward(ctx.connection.base_url, ctx.connection.api_key) if fast_forward else None
     if forward is not None:
         timing = {"sleep": forward.sleep, "clock": forward.clock}
     else:

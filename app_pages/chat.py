@@ -33,6 +33,9 @@ def current_conversation() -> Conversation:
         st.query_params["c"] = conversation.id  # a rerun may still carry the previous address
         return conversation
     loaded = load_saved(wanted) if wanted else None
+    if wanted and loaded is None and st.session_state.get("_damaged_id") != wanted:
+        # never existed, deleted, or someone else's: the same answer for all three
+        st.warning("Conversation not found: this link points to no conversation of yours. A new one is open instead.")
     conversation = loaded or Conversation(ChatSettings(model=ctx.slug))
     if wanted and loaded is None:
         st.query_params["c"] = conversation.id  # the address no longer names one that cannot open

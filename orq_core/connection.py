@@ -35,8 +35,10 @@ def clean_key(key: str | None) -> str:
 
 
 def resolve_connection(api_key: str | None = None, base_url: str | None = None,
-                       env: Mapping[str, str] | None = None, *, force_local: bool = False) -> Connection:
-    """A typed key wins over ORQ_API_KEY; with no key at all, the local router (started on first use)."""
+                       env: Mapping[str, str] | None = None, *, force_local: bool = False,
+                       owner: str = "") -> Connection:
+    """A typed key wins over ORQ_API_KEY; with no key at all, the local router (started on first use),
+    reached with ``owner``'s own key so their cache and clock are theirs alone."""
     env = os.environ if env is None else env
     key = clean_key(api_key) or clean_key(env.get("ORQ_API_KEY"))
     if key and not force_local:
@@ -44,8 +46,10 @@ def resolve_connection(api_key: str | None = None, base_url: str | None = None,
         return Connection(url, key, local=False)
     from .emulator.server import get_local_router
 
+    from .identity import local_router_key
+
     router = get_local_router()
-    return Connection(router.base_url, router.api_key, local=True)
+    return Connection(router.base_url, local_router_key(router.api_key, owner), local=True)
 
 
 def make_client(connection: Connection | None = None, *, page: str = "cli", store=None, **options):

@@ -16,6 +16,7 @@ from orq_core.catalog import DEFAULT_MODEL, Model, Target, catalog
 from orq_core.connection import DEFAULT_BASE_URL, Connection, clean_key, resolve_connection
 from orq_core.errors import OrqError, describe
 from orq_core.store import Store
+from playground_ui.identity import current_identity, identity_sidebar
 
 LOCAL, ORQ = "Local router", "Orq"
 POOL_CONNECTIONS = 128
@@ -67,13 +68,13 @@ def default_budget(connection_kind: str) -> float:
     return defaults.orq_usd if connection_kind == ORQ else defaults.local_usd
 
 
-def _connection_choice() -> Connection | None:
+def _connection_choice(owner: str) -> Connection | None:
     has_key = bool(configured_key())
     kind = st.sidebar.radio("Connection", [LOCAL, ORQ], index=1 if has_key else 0, horizontal=True,
                             key="connection_kind",
                             help="Local router: a stand-in on this machine with synthetic answers; no key needed.")
     if kind == LOCAL:
-        return resolve_connection(force_local=True)
+        return resolve_connection(force_local=True, owner=owner)
     if has_key:
         st.sidebar.caption(f"API key: {Connection('', configured_key()).key_hint()} from the environment")
     typed = st.sidebar.text_input("API key", type="password", key="typed_api_key", value="",
@@ -92,20 +93,20 @@ def _connection_choice() -> Connection | None:
     return resolve_connection(api_key=key, base_url=base_url)
 
 
-def _client_for(connection: Connection, spend: SessionSpend):
-    """One pooled client per session and connection; rebuilt when the connection changes."""
+def _client_for(connection: Connection, spend: SessionSpend, store: Store):
+    """One pooled client per session and connection; rebuilt when the connection changes. The cache
+    doctor's ledger lives in the person's own store (two people may share one Orq key)."""
     from orq_core.cache_doctor import doctor_for
     from orq_core.client import OrqClient
 
-    marker = (connection.base_url, hash(connection.api_key), current_owner())
+    marker = (connection.base_url, hash(connection.api_key), store.owner, id(spend))
     if st.session_state.get("_client_marker") != marker:
         old = st.session_state.get("_client")
         if old is not None:
             old.close()
         st.session_state["_client"] = OrqClient(connection.base_url, connection.api_key, run_log=spend,
                                                 page="playground", max_connections=POOL_CONNECTIONS,
-                                                doctor=doctor_for(connection.base_url, connection.api_key,
-                                                                  person_store()))
+                                                doctor=doctor_for(connection.base_url, connection.api_key, store))
         st.session_state["_client_marker"] = marker
     return st.session_state["_client"]
 
@@ -156,27 +157,27 @@ def _target_choice() -> Target:
     return Target(model, provider)
 
 
-def person_store() -> Store:
+def person_store(owner: str) -> Store:
     """The store seen by the person in this browser session: only their own documents and runs.
     A store that cannot be opened stops the app with a sentence (never a traceback)."""
     try:
-        return Store.default().for_owner(current_owner())
+        return Store.default().for_owner(owner)
     except OrqError as error:
         st.error(describe(error))
         st.stop()
 
 
-def current_owner() -> str:
-    """'' (the single user) until identity is configured."""
-    return ""
-
-
 def page_context() -> PageContext | None:
     """Render the shared sidebar and return what a page needs; None when no connection is usable."""
+    identity = current_identity()
+    store = person_store(identity.owner)
+    identity_sidebar(identity)
     st.sidebar.markdown("### Connection")
-    store = person_store()
-    spend = st.session_state.setdefault("_spend", SessionSpend(store))
-    connection = _connection_choice()
+    if st.session_state.get("_spend_owner") != identity.owner:  # a sign-out and in starts a new tally
+        st.session_state["_spend"] = SessionSpend(store)
+        st.session_state["_spend_owner"] = identity.owner
+    spend = st.session_state["_spend"]
+    connection = _connection_choice(identity.owner)
     st.sidebar.markdown("### Model")
     target = _target_choice()
     kind = st.session_state.get("connection_kind", LOCAL)
@@ -187,7 +188,7 @@ def page_context() -> PageContext | None:
     st.sidebar.metric("Spent this session", f"${spend.total_usd:.4f}", help=f"{spend.requests} requests")
     if connection is None:
         return None
-    client = _client_for(connection, spend)
+    client = _client_for(connection, spend, store)
     _ping_status(client, connection)
     if connection.local:
         st.sidebar.caption("Figures show what Orq would charge for these tokens; the local router bills nothing.")

@@ -85,6 +85,9 @@ class EmulatorSettings:
     """When set, only this bearer key is accepted; otherwise any non-empty key."""
     clock: Callable[[], float] = time.time
     """Seconds; the caches' TTLs read it, so tests move time instead of waiting."""
+    key_clock_offsets: dict[bytes, float] = field(default_factory=dict, repr=False)
+    """Seconds added to ``clock`` for one key (by ``key_scope``): a person's fast-forward ages only
+    that person's cache entries (lab_clock.KeyClock moves it; offsets only grow)."""
     faults: list[str] = field(default_factory=list)
     """Fault specs (faults.py grammar) for the next requests; append at run time for a demo."""
     fault_time_scale: float = 1.0
@@ -361,6 +364,10 @@ class Exchange:
     def scope(self) -> bytes:
         return key_scope(self.api_key)
 
+    def now(self, settings: "EmulatorSettings") -> float:
+        """The time on this key's timeline: the router's clock plus the key's fast-forward."""
+        return settings.clock() + settings.key_clock_offsets.get(self.scope, 0.0)
+
     @property
     def stream(self) -> bool:
         return bool(self.payload.get("stream"))
@@ -486,7 +493,8 @@ class Router:
         gen = shape_answer(answer, ex.payload["max_tokens"], stop_sequences(ex.payload))
         outcome = self.prompt_cache.process(api_key=ex.api_key, model_slug=target.slug, blocks=ex.blocks,
                                             min_cacheable=target.model.min_cacheable,
-                                            ready_after=lambda o: self.first_byte_after(target, o))
+                                            ready_after=lambda o: self.first_byte_after(target, o),
+                                            now=ex.now(self.settings))
         usage = Usage(input_tokens=outcome.uncached_tokens, cache_read_tokens=outcome.read_tokens,
                       cache_write_tokens=outcome.write_tokens, output_tokens=gen.output_tokens,
                       reasoning_tokens=gen.reasoning_tokens)
@@ -504,14 +512,14 @@ class Router:
         ex = await self.prepare(request)
         cache_key = self.response_cache.key(ex.api_key, ex.payload) if ex.options.cache_ttl else None
         if cache_key is not None:
-            stored = self.response_cache.get(cache_key)
+            stored = self.response_cache.get(cache_key, ex.now(self.settings))
             if stored is not None:
                 return self.deliver(stored, ex, {}, cache_hit=True)
         target = await self.pick_target(ex)
         result = await run_in_threadpool(self.generate, target, ex) if ex.heavy else self.generate(target, ex)
         transport = self.faults.transport_faults(ex.header_faults, ex.scope, target.slug)
         if cache_key is not None and not transport:
-            self.response_cache.put(cache_key, result, ex.options.cache_ttl)
+            self.response_cache.put(cache_key, result, ex.options.cache_ttl, ex.now(self.settings))
         slow = transport.get(SLOW_FIRST_BYTE)
         if slow is not None and slow.seconds * self.settings.fault_time_scale > 0:
             await self.settings.sleep(slow.seconds * self.settings.fault_time_scale)

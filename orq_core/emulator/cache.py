@@ -20,6 +20,10 @@ Prompt-cache rules (Anthropic's prompt-caching documentation; the rule functions
   the earliest readable moment and the latest expiry.
 - Entries are keyed by model slug, not bare model id: Bedrock's and Vertex's caches are not
   Anthropic's, so a fallback to another provider starts cold.
+
+Each key may live on its own timeline (the router passes ``now``: its clock plus that key's
+fast-forward offset), so one person's fast-forward ages only their entries. Offsets only grow,
+so eviction uses the plain clock: what expired there has expired on every key's timeline.
 """
 
 from __future__ import annotations
@@ -131,9 +135,11 @@ class PromptCache:
         self._store = _ExpiringStore(max_entries)
 
     def process(self, *, api_key: str, model_slug: str, blocks: list[Block], min_cacheable: int,
-                ready_after: Callable[[CacheOutcome], float] | None = None) -> CacheOutcome:
+                ready_after: Callable[[CacheOutcome], float] | None = None,
+                now: float | None = None) -> CacheOutcome:
         """Read the longest readable cached prefix, write the breakpoints after it, count the rest.
-        ``ready_after(outcome)``: seconds from now until what this request writes is readable."""
+        ``ready_after(outcome)``: seconds from now until what this request writes is readable.
+        ``now``: the time on this key's timeline (default: the clock)."""
         cumulative = cumulative_tokens(b.tokens for b in blocks)
         total = cumulative[-1] if cumulative else 0
         breakpoints = [i for i, block in enumerate(blocks) if block.cache_ttl]
@@ -141,14 +147,15 @@ class PromptCache:
             return CacheOutcome(0, 0, total)
         keys = prefix_keys(api_key, model_slug, blocks)
         with self._store.lock:
-            now = self._clock()
+            base = self._clock()
+            now = base if now is None else now
             read_at = self._read(keys, breakpoints, now)
             to_write = breakpoints_to_write(cumulative, breakpoints, read_at, min_cacheable)
             read, write = read_and_write_tokens(cumulative, read_at, to_write)
             outcome = CacheOutcome(read, write, total - read - write)
             if to_write:
                 readable_at = now + (max(0.0, ready_after(outcome)) if ready_after else 0.0)
-                self._write(keys, blocks, to_write, now, readable_at)
+                self._write(keys, blocks, to_write, now, readable_at, base)
         return outcome
 
     def _read(self, keys: list[bytes], breakpoints: list[int], now: float) -> int:
@@ -159,7 +166,7 @@ class PromptCache:
                 return j
         return -1
 
-    def _write(self, keys, blocks, breakpoints, now: float, readable_at: float) -> None:
+    def _write(self, keys, blocks, breakpoints, now: float, readable_at: float, base: float) -> None:
         for b in breakpoints:
             ttl = TTL_SECONDS[blocks[b].cache_ttl]
             entry = _Entry(now + ttl, ttl, readable_at)
@@ -167,7 +174,7 @@ class PromptCache:
             if earlier is not None:  # a write racing an unreadable entry: the first to answer wins
                 entry.readable_at = min(earlier.readable_at, readable_at)
                 entry.expires_at = max(earlier.expires_at, entry.expires_at)
-            self._store.put(keys[b], entry, now)
+            self._store.put(keys[b], entry, base)
 
     def clear(self) -> None:
         self._store.clear()
@@ -196,15 +203,15 @@ class ResponseCache:
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(key_scope(api_key) + b"\0" + text.encode("utf-8")).digest()
 
-    def get(self, key: bytes) -> Any:
+    def get(self, key: bytes, now: float | None = None) -> Any:
         with self._store.lock:
-            entry = self._store.live(key, self._clock())
+            entry = self._store.live(key, self._clock() if now is None else now)
             return entry.value if entry is not None else None
 
-    def put(self, key: bytes, value: Any, ttl_seconds: float) -> None:
+    def put(self, key: bytes, value: Any, ttl_seconds: float, now: float | None = None) -> None:
         with self._store.lock:
-            now = self._clock()
-            self._store.put(key, _Stored(now + ttl_seconds, value), now)
+            base = self._clock()
+            self._store.put(key, _Stored((base if now is None else now) + ttl_seconds, value), base)
 
     def clear(self) -> None:
         self._store.clear()
