@@ -14,6 +14,7 @@ PAGES = [
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("app_pages/batch.py", title="Batch", icon=":material/table_rows:"),
     st.Page("app_pages/notebook.py", title="Notebook", icon=":material/menu_book:"),
+    st.Page("app_pages/history.py", title="History", icon=":material/history:"),
 ]
 
 page = st.navigation(PAGES)
