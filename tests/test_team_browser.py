@@ -71,14 +71,15 @@ def test_two_people_see_only_their_own_work_and_it_survives_a_restart(database, 
         ann.get_by_text("answered by", exact=False).first.wait_for()
         ann.wait_for_function("() => new URLSearchParams(location.search).get('c')")
         conversation_id = ann.evaluate("() => new URLSearchParams(location.search).get('c')")
-        body = visit(ann, url + "/compare", "Open a saved comparison")  # Ann's own lists show her work
+        visit(ann, url + "/compare", "Open a saved comparison")  # Ann's own lists show her work
+        visit(ann, url + "/batch", "Open a saved batch")
         body = visit(ann, url + "/history", "Requests")
         assert ANN_PROMPT not in body and "No requests match" not in body
 
         body = visit(bob, f"{url}/?c={conversation_id}", NOT_FOUND)
         assert ANN_PROMPT not in body and f"Signed in as {BOB}" in body
         pages = {"/": "Conversations", "/tools": "Tools", "/caching_lab": "Every run is saved here.",
-                 "/compare": "Comparisons", "/history": "No requests match"}
+                 "/compare": "Comparisons", "/batch": "Batches", "/history": "No requests match"}
         for path, ready in pages.items():
             body = visit(bob, url + path, ready)
             leaked = [name for name in [ANN_PROMPT, ANN, *SEEDED.values()] if name in body]
@@ -86,6 +87,7 @@ def test_two_people_see_only_their_own_work_and_it_survives_a_restart(database, 
         assert "choose a saved conversation" not in visit(bob, url + "/", "Conversations")
         assert "Open a saved comparison" not in visit(bob, url + "/compare", "Comparisons")
         assert "Saved tool traces" not in visit(bob, url + "/tools", "Tools")
+        assert "Open a saved batch" not in visit(bob, url + "/batch", "Batches")
 
     with running_app(tmp_path, env) as url, two_people() as (ann, bob):  # the app restarted
         body = visit(ann, f"{url}/?c={conversation_id}", ANN_PROMPT)
