@@ -61,7 +61,8 @@ class PostgresCluster:
     def __init__(self, bin_dir: Path):
         self.bin_dir = bin_dir
         self.user = _server_user()
-        self.root = Path(tempfile.mkdtemp(prefix="orq-pg-"))
+        # /tmp: the server user must reach it (a root-only TMPDIR would not do); the socket path stays short.
+        self.root = Path(tempfile.mkdtemp(prefix="orq-pg-", dir="/tmp" if os.path.isdir("/tmp") else None))
         self.data = self.root / "data"
         self.port = _free_port()
         if self.user is not None:
