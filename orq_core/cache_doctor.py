@@ -456,14 +456,15 @@ class CacheDoctor:
         self._write_entries(ledger, plan, _writer_label(payload, now), now, readable_at=self.clock())
 
 
-def clock_for(base_url: str) -> Clock:
-    """The clock the router at ``base_url`` keeps its cache by: the in-process local router's
-    own (a test's fake clock, the Lab's fast-forward), else wall time."""
+def clock_for(base_url: str, api_key: str | None = None) -> Clock:
+    """The clock the router at ``base_url`` keeps ``api_key``'s cache by: the in-process local
+    router's own (a test's fake clock, the Lab's fast-forward of that key), else wall time."""
     from .emulator.server import local_router_at
+    from .lab_clock import KeyClock
 
     router = local_router_at(base_url)
     if router is not None:
-        return lambda: router.settings.clock()
+        return KeyClock(router.settings, api_key) if api_key else (lambda: router.settings.clock())
     return time.time
 
 
@@ -473,4 +474,4 @@ def doctor_for(base_url: str, api_key: str, store=None) -> CacheDoctor:
         from .store import Store
 
         store = Store.default()
-    return CacheDoctor(store, connection_digest(base_url, api_key), clock_for(base_url))
+    return CacheDoctor(store, connection_digest(base_url, api_key), clock_for(base_url, api_key))

@@ -122,3 +122,13 @@ def test_local_fast_forward_with_a_key_moves_only_that_key(monkeypatch):
     assert KeyClock(router.settings, "local-router-ann").offset == 10
     assert KeyClock(router.settings, "local-router-bob").offset == 0
     assert router.settings.clock() - before < 5  # the shared clock did not jump by 10 s
+
+
+def test_the_cache_doctor_reads_the_time_of_the_persons_own_key(router_factory, fake_clock):
+    from orq_core.cache_doctor import clock_for
+    from orq_core.lab_clock import KeyClock
+
+    router = router_factory(clock=fake_clock)
+    KeyClock(router.settings, "key-ann").advance(400)
+    assert clock_for(router.base_url, "key-ann")() == fake_clock.now + 400
+    assert clock_for(router.base_url, "key-bob")() == fake_clock.now
