@@ -8,6 +8,7 @@ create overhead vs bare httpx), bench_browser.py (Enter to first token painted i
 bench_startup.py (app cold start), bench_lab.py (Caching Lab overhead per request),
 bench_batch.py (Batch rows/s, its own overhead per request, peak memory by rows),
 bench_notebook.py (the demo notebook run headless, exported and imported),
+bench_store.py (store operations on SQLite and PostgreSQL),
 load_router.py (local-router throughput vs the stack's ceiling, from a separate process),
 bench_prefix.py (a cache hit on a 100K-token prefix vs a 10K one), bench_doctor.py (the cache
 doctor's cost per request and its hit rate on predictions), mem_pdf.py (memory of sending
@@ -163,6 +164,12 @@ def headline(runs: dict[str, Run]) -> list[tuple[str, str, str]]:
         rows.append(("Notebook: the demo's Run all (15 requests, time_scale 0)",
                      cell(notebook, "demo Run all,", 0),
                      f".ipynb export {cell(notebook, 'export .ipynb', 0)}; HTML report {cell(notebook, 'export HTML', 0)}"))
+    store = runs.get("store")
+    if store:
+        rows.append(("Store: log_run per row, SQLite | PostgreSQL (local, fsync off)",
+                     f"{cell(store, 'log_run', 0)} | {cell(store, 'log_run', 1)} µs",
+                     f"History load + totals, 10,000 rows: {cell(store, 'History load', 0)} | "
+                     f"{cell(store, 'History load', 1)} ms"))
     if router:
         rows += router_rows(router)
     if prefix:
@@ -213,6 +220,7 @@ PLAN = {  # key: (title, script, args, timeout s, repeats)
     "lab": ("Caching Lab overhead (bench_lab.py)", "bench_lab.py", [], 300, 1),
     "batch": ("Batch throughput, overhead and memory (bench_batch.py)", "bench_batch.py", [], 900, 1),
     "notebook": ("The demo notebook run, exported and imported (bench_notebook.py)", "bench_notebook.py", [], 300, 1),
+    "store": ("Store on SQLite and PostgreSQL (bench_store.py)", "bench_store.py", [], 600, 1),
     "router": ("Local router vs the stack's ceiling (load_router.py)", "load_router.py", [], 400, 1),
     "prefix": ("Cache hits on long prefixes (bench_prefix.py)", "bench_prefix.py", [], 120, 1),
     "doctor": ("The cache doctor's cost per request (bench_doctor.py)", "bench_doctor.py", [], 300, 1),

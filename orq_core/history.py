@@ -12,11 +12,12 @@ import csv
 import io
 import math
 from collections import defaultdict
+from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import date, datetime, time as day_time, timedelta, timezone
 from decimal import Decimal
 
-from .catalog import UnknownModelError
+from .catalog import Model, UnknownModelError, catalog
 from .cost import cost_of
 from .types import RunRecord
 
@@ -120,11 +121,19 @@ def choices(store, *, limit: int = MAX_ROWS) -> tuple[list[str], list[str], list
 def saved_usd(run: RunRecord) -> float:
     """What prompt caching saved on this request (negative when a write cost more than it saved):
     the same tokens at the uncached input price, minus what was logged."""
-    try:
-        baseline = cost_of(run.usage, run.answered_by or run.model).no_cache_total
-    except (UnknownModelError, KeyError, ValueError):
+    model = _priced_model(run.answered_by or run.model)
+    if model is None:
         return 0.0
-    return float(baseline - Decimal(str(run.cost_usd or 0.0)))
+    return float(cost_of(run.usage, model).no_cache_total - Decimal(str(run.cost_usd or 0.0)))
+
+
+@lru_cache(maxsize=256)
+def _priced_model(slug: str) -> Model | None:
+    """Resolved once per slug: a History of 100,000 rows names a handful of models."""
+    try:
+        return catalog().resolve(slug).model
+    except (UnknownModelError, KeyError, ValueError):
+        return None
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -73,3 +73,22 @@ def test_the_local_connection_carries_the_persons_key(monkeypatch):
     ann = resolve_connection(force_local=True, owner="ann@example.com")
     assert ann.local and ann.base_url == single.base_url
     assert ann.api_key == local_router_key(single.api_key, "ann@example.com") != single.api_key
+
+
+def test_the_app_without_the_configured_header_shows_the_sentence_and_nothing_else(page_env, monkeypatch):
+    from page_support import open_app
+
+    monkeypatch.setenv("ORQ_PLAYGROUND_USER_HEADER", "X-Forwarded-Email")
+    at = open_app()
+    assert [e.value for e in at.error] == [
+        "This server gives each person their own work using the X-Forwarded-Email header set by its sign-in proxy, "
+        "and this request came without it. Open the playground through the proxy's address; if you did, ask whoever "
+        "runs the server to make the proxy pass X-Forwarded-Email."]
+    assert not at.chat_input and not at.exception
+
+
+def test_single_user_mode_beyond_loopback_says_so_in_the_sidebar(page_env):
+    from page_support import open_app
+
+    at = open_app()
+    assert any(w.value.startswith("Single-user mode on a server others can reach") for w in at.sidebar.warning)
