@@ -73,13 +73,15 @@ def test_two_people_see_only_their_own_work_and_it_survives_a_restart(database, 
         conversation_id = ann.evaluate("() => new URLSearchParams(location.search).get('c')")
         visit(ann, url + "/compare", "Open a saved comparison")  # Ann's own lists show her work
         visit(ann, url + "/batch", "Open a saved batch")
+        visit(ann, url + "/notebook", "Open a saved notebook")
         body = visit(ann, url + "/history", "Requests")
         assert ANN_PROMPT not in body and "No requests match" not in body
 
         body = visit(bob, f"{url}/?c={conversation_id}", NOT_FOUND)
         assert ANN_PROMPT not in body and f"Signed in as {BOB}" in body
         pages = {"/": "Conversations", "/tools": "Tools", "/caching_lab": "Every run is saved here.",
-                 "/compare": "Comparisons", "/batch": "Batches", "/history": "No requests match"}
+                 "/compare": "Comparisons", "/batch": "Batches", "/notebook": "Notebooks",
+                 "/history": "No requests match"}
         for path, ready in pages.items():
             body = visit(bob, url + path, ready)
             leaked = [name for name in [ANN_PROMPT, ANN, *SEEDED.values()] if name in body]
@@ -88,6 +90,9 @@ def test_two_people_see_only_their_own_work_and_it_survives_a_restart(database, 
         assert "Open a saved comparison" not in visit(bob, url + "/compare", "Comparisons")
         assert "Saved tool traces" not in visit(bob, url + "/tools", "Tools")
         assert "Open a saved batch" not in visit(bob, url + "/batch", "Batches")
+        assert "Open a saved notebook" not in visit(bob, url + "/notebook", "Notebooks")
+        body = visit(bob, f"{url}/notebook?nb=notebook-1", "That notebook link opens nothing here")
+        assert SEEDED["notebook"] not in body
 
     with running_app(tmp_path, env) as url, two_people() as (ann, bob):  # the app restarted
         body = visit(ann, f"{url}/?c={conversation_id}", ANN_PROMPT)
