@@ -62,6 +62,8 @@ def identity_sidebar(identity: Identity) -> None:
         if identity.source == "login":
             st.sidebar.button("Sign out", on_click=st.logout, key="sign_out")
     elif listens_beyond_loopback(st.get_option("server.address")):
-        st.sidebar.warning("Single-user mode on a server others can reach: everyone here shares one history and "
+        # A caption, not st.warning: the note is true on every default `streamlit run`, and a page's
+        # warnings are for what that page has to say.
+        st.sidebar.caption(":material/group: Single-user mode on a server others can reach: everyone here shares one history and "
                            f"one set of saved work. Set {USER_HEADER_ENV} (behind a sign-in proxy) or [auth] in "
                            "secrets.toml to give each person their own (README: Deploy for a team).")

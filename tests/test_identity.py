@@ -91,4 +91,6 @@ def test_single_user_mode_beyond_loopback_says_so_in_the_sidebar(page_env):
     from page_support import open_app
 
     at = open_app()
-    assert any(w.value.startswith("Single-user mode on a server others can reach") for w in at.sidebar.warning)
+    assert any(c.value.startswith(":material/group: Single-user mode on a server others can reach")
+               for c in at.sidebar.caption)
+    assert not any("Single-user" in w.value for w in at.warning)
