@@ -29,8 +29,8 @@ Choices where the sources are silent:
 from __future__ import annotations
 
 import asyncio
-import functools
 import hmac
+import itertools
 import json
 import logging
 import re
@@ -50,7 +50,7 @@ from starlette.routing import Route
 from ..catalog import Target, UnknownModelError, catalog
 from ..errors import OrqError, RequestValidationError, is_retryable
 from ..request import validate_payload
-from ..tokens import text_tokens
+from ..tokens import TOKEN_UNITS, text_tokens
 from ..usage import Usage
 from .cache import PromptCache, ResponseCache, key_scope
 from .faults import CUT, ERROR_MIDSTREAM, HEADER, SLOW_FIRST_BYTE, Fault, FaultBoard, parse_faults
@@ -239,19 +239,11 @@ class Generation:
 
 
 def truncate_to_tokens(text: str, budget: int) -> str:
-    """The longest prefix of ``text`` within ``budget`` tokens: its first ``budget`` token units
-    (``tokens.TOKEN_UNITS``) and the whitespace after them. A word that overflows keeps its first
-    4 x (tokens left) characters."""
-    if text_tokens(text) <= budget:
-        return text
-    return _first_units(max(0, budget)).match(text).group()
-
-
-@functools.lru_cache(maxsize=64)
-def _first_units(count: int) -> re.Pattern:
-    # Only used when the text has more than ``count`` units, so the greedy first try succeeds
-    # and \w{1,4} never backtracks into splitting a word differently from TOKEN_UNITS.
-    return re.compile(r"(?:\s*(?:\w{1,4}|[^\w\s])){%d}\s*" % count, re.UNICODE)
+    """The longest prefix of ``text`` within ``budget`` tokens: the text before its token unit
+    number budget + 1 (``tokens.TOKEN_UNITS``; a word that overflows keeps its first 4 x (tokens
+    left) characters)."""
+    overflow = next(itertools.islice(TOKEN_UNITS.finditer(text), max(0, budget), None), None)
+    return text if overflow is None else text[:overflow.start()]
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
