@@ -157,10 +157,35 @@ def test_warm_first_writes_the_prefix_once_per_target_and_reads_it_15_times(rout
     assert [writes_and_reads(batch, slug) for slug in (SONNET, HAIKU)] == [(1, 15), (1, 15)]
 
 
+class FirstWaveTogether:
+    """Holds each target's first ``size`` requests until the runner has started all of them, then lets
+    them go at once: the cold wave reaches the router within milliseconds of each other however loaded
+    the machine is (its TTFT is hundreds of ms), and a runner that did not start 8 at once breaks the
+    barrier and fails the test."""
+
+    def __init__(self, client: OrqClient, size: int):
+        self._client, self._size = client, size
+        self._lock = threading.Lock()
+        self._started: dict[str, int] = {}
+        self._barriers: dict[str, threading.Barrier] = {}
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def stream(self, payload, **options):
+        model = payload["model"]
+        with self._lock:
+            position = self._started[model] = self._started.get(model, 0) + 1
+            barrier = self._barriers.setdefault(model, threading.Barrier(self._size))
+        if position <= self._size:
+            barrier.wait(timeout=60)
+        return self._client.stream(payload, **options)
+
+
 def test_without_warming_a_cold_wave_of_eight_all_write(router_factory):
     router = router_factory(time_scale=1)
     with client_for(router) as client:
-        batch = run_batch(client, cache_batch(warm_first=False))
+        batch = run_batch(FirstWaveTogether(client, 8), cache_batch(warm_first=False))
     assert [writes_and_reads(batch, slug) for slug in (SONNET, HAIKU)] == [(8, 8), (8, 8)]
 
 
