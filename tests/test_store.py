@@ -405,3 +405,26 @@ def test_two_instances_share_one_postgres_database(postgres_server):
     assert second.for_owner("bob@example.com").load_doc("conversation", "c1") is None
     first.close()
     second.close()
+
+
+def test_instances_starting_at_once_apply_each_migration_once(target):
+    barrier = threading.Barrier(4)
+    stores, errors = [], []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            stores.append(Store(target))
+        except Exception as error:  # noqa: BLE001 - the assertion below shows it
+            errors.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    rows = stores[0]._backend.query("SELECT version FROM schema_migrations ORDER BY version")
+    assert [v for (v,) in rows] == [m.version for m in MIGRATIONS]
+    for store in stores:
+        store.close()
