@@ -524,7 +524,7 @@ def cache_breakers_section() -> None:
                "image, the thinking budget, a prefix below the minimum, a wait past the TTL and a conversation that "
                "grows past the 20-block lookback. Each request is predicted before it is sent, then checked.")
     if st.button("Run the sequence", icon=":material/science:", key="run_cache_breakers"):
-        forward = local_fast_forward(ctx.connection.base_url) if ctx.connection.local else None
+        forward = local_fast_forward(ctx.connection.base_url, ctx.connection.api_key) if ctx.connection.local else None
         with st.spinner("Sending the sequence…"):
             state["cache_breakers"] = run_cache_breakers(ctx.client, ctx.slug,
                                                          advance=forward.sleep if forward else None)

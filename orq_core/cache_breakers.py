@@ -99,7 +99,8 @@ def script(model: str, salt: str) -> list[tuple[str, float, dict]]:
     thinking = {"type": "enabled", "budget_tokens": 1024}
     history = []
     for i in range(12):
-        history += [user_message(f"Question {i}: where is shelf {i}?"), {"role": "assistant", "content": f"Shelf {i} is upstairs."}]
+        history += [user_message(f"Question {i}: where is shelf {i}?"),
+                    {"role": "assistant", "content": f"Shelf {i} is upstairs."}]
     return [
         ("first request: tools, system prompt and question, each with a breakpoint", 0, request([question])),
         ("the same request again", 0, request([question])),
@@ -167,7 +168,8 @@ def run_cache_breakers(client, model: str = DEFAULT_MODEL, *, advance: Callable[
             step.cache_read_tokens, step.cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
             step.uncached_tokens = usage.input_tokens
             if check is not None:
-                step.expected_read_tokens, step.expected_write_tokens = check.expected_read_tokens, check.expected_write_tokens
+                step.expected_read_tokens = check.expected_read_tokens
+                step.expected_write_tokens = check.expected_write_tokens
                 step.why, step.matched = check.sentence(), check.matched
             step.outcome = _outcome(usage.cache_read_tokens, usage.cache_write_tokens, step.why)
         run.steps.append(step)
@@ -185,7 +187,7 @@ def cli_cache_breakers(args) -> int:
 
     connection = resolve_connection(force_local=getattr(args, "local", False))
     model = (args.models or [DEFAULT_MODEL])[0]
-    forward = local_fast_forward(connection.base_url) if connection.local else None
+    forward = local_fast_forward(connection.base_url, connection.api_key) if connection.local else None
     client = make_client(connection, page="lab")
     try:
         run = run_cache_breakers(client, model, advance=forward.sleep if forward else None)

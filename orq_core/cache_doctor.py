@@ -241,9 +241,7 @@ def _segments(shape: _Shape, payload: dict, read_at: int, written_to: int) -> tu
     for i, block in enumerate(shape.blocks):
         state = "read" if i <= read_at else "write" if i <= written_to else "uncached"
         section = _section_of(block.path, payload)
-        label = section if section != "messages" else block.path.split(".")[0].split("[")[0] + \
-            "[" + block.path.split("[", 1)[1].split("]", 1)[0] + "]"
-        label = label.replace("messages[", "message ") .replace("]", "") if section == "messages" else label
+        label = section if section != "messages" else "message " + block.path.split("[", 1)[1].split("]", 1)[0]
         last = segments[-1] if segments else None
         if last is not None and last.label == label and last.state == state and last.breakpoint is None:
             segments[-1] = MapSegment(label, last.tokens + block.tokens, state, block.cache_ttl)

@@ -7,9 +7,8 @@ import random
 from collections import Counter
 
 import pytest
-from conftest import FakeClock
 
-from orq_core.cache_doctor import CacheDoctor, ago, connection_digest, doctor_for
+from orq_core.cache_doctor import ago, connection_digest, doctor_for
 from orq_core.client import OrqClient
 from orq_core.request import image_part_from_bytes, system_message, text_part, user_message
 from orq_core.store import Store
