@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -87,21 +88,10 @@ def sdk_sse(pieces: list[bytes]) -> int:
 
 
 def ours_full(pieces: list[bytes]) -> int:
-    response = httpx.Response(200, content=iter(pieces))
-    decoder, assembler = SSEDecoder(), ChunkAssembler(MODEL)
-    count = 0
-    for raw in response.iter_bytes():
-        for message in decoder.feed(raw):
-            assembler.feed(message.data, message.event)
-            count += 1
-    for message in decoder.close():
-        assembler.feed(message.data, message.event)
-        count += 1
-    assembler.completion()
-    return count
+    return ours_direct(httpx.Response(200, content=iter(pieces)).iter_bytes())
 
 
-def ours_direct(pieces: list[bytes]) -> int:
+def ours_direct(pieces: Iterable[bytes]) -> int:
     """SSEDecoder + ChunkAssembler fed the reads as they are (no httpx Response around them)."""
     decoder, assembler = SSEDecoder(), ChunkAssembler(MODEL)
     count = 0

@@ -11,6 +11,7 @@ import json
 import sys
 
 from .catalog import DEFAULT_MODEL, catalog
+from .connection import add_local_option
 from .cost import cost_of
 from .errors import OrqError, describe
 from .types import Completion, Done, ReasoningDelta, TextDelta
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--temperature", type=float)
     chat.add_argument("--stream", action="store_true")
     chat.add_argument("--json", action="store_true", help="print one JSON object")
-    chat.add_argument("--local", action="store_true", help="use the local router even when ORQ_API_KEY is set")
+    add_local_option(chat)
     chat.set_defaults(func=_chat)
 
     emulator = sub.add_parser("emulator", help="run the local router alone")

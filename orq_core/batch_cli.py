@@ -17,7 +17,9 @@ from typing import Callable
 
 from .batch import (MAX_CONCURRENCY, RECORD_COLUMNS, Batch, BatchInputError, BatchSpec, check_batch_budget,
                     check_expected, check_spec, choose_rows, load_dataset, pool_size)
+from .budget import add_spend_limit_option, cli_spend_limit
 from .catalog import DEFAULT_MODEL
+from .connection import add_local_option
 from .cost import format_usd
 
 JSON_FIELDS = ("ok", "failed", "cost_usd", "cost_per_1000_rows_usd", "cache_read_tokens", "cache_write_tokens",
@@ -40,10 +42,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, help="take only the first N rows")
     parser.add_argument("--out", help="write one CSV line per row x target")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the summary per target")
-    parser.add_argument("--max-spend", type=float, default=None,
-                        help="refuse to start when the worst case exceeds this many USD "
-                             "(default: $1 against Orq, no limit on the local router)")
-    parser.add_argument("--local", action="store_true", help="use the local router even when ORQ_API_KEY is set")
+    add_spend_limit_option(parser)
+    add_local_option(parser)
 
 
 def _read(path: str, what: str) -> bytes:
@@ -94,7 +94,7 @@ def cli_batch(args: argparse.Namespace, print_fn: Callable[[str], None] = print,
     own_client = client is None
     if own_client:
         connection = resolve_connection(force_local=args.local)
-        budget = args.max_spend if args.max_spend is not None else (None if connection.local else 1.0)
+        budget = cli_spend_limit(args.max_spend, connection.local)
         check_batch_budget(batch, 0.0, budget)
         client = make_client(connection, page="batch", store=store, max_connections=max(20, pool_size(spec)))
     elif args.max_spend is not None:

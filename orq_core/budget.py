@@ -66,3 +66,16 @@ class BudgetDefaults:
     local_usd: float = 0.0
     """The local router bills nothing real: no guard unless the person sets one."""
     orq_usd: float = 1.0
+
+
+def add_spend_limit_option(parser, refusal: str = "refuse to start when the worst case exceeds this many USD") -> None:
+    """``--max-spend`` for CLI commands that send many requests (lab, batch, notebook run)."""
+    parser.add_argument("--max-spend", type=float, default=None,
+                        help=f"{refusal} (default: $1 against Orq, no limit on the local router)")
+
+
+def cli_spend_limit(max_spend: float | None, local: bool) -> float | None:
+    """``--max-spend`` when given, else the pages' defaults: $1 against Orq, none on the local router."""
+    if max_spend is not None:
+        return max_spend
+    return None if local else BudgetDefaults().orq_usd

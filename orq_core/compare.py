@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Callable, Iterator
 
 from .budget import SpendGuardError, request_ceiling
+from .connection import add_local_option
 from .cost import cost_of, format_usd
 from .errors import OrqError, describe
 from .request import ChatParams, build_payload, cache_write_ttl, system_message, user_message
@@ -486,7 +487,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--local", action="store_true", help="use the local router even when ORQ_API_KEY is set")
+    add_local_option(parser)
 
 
 def cli_compare(args: argparse.Namespace, print_fn: Callable[[str], None] = print, client=None) -> int:

@@ -62,3 +62,8 @@ def make_client(connection: Connection | None = None, *, page: str = "cli", stor
     run_log = store if store is not None else Store.default()
     options.setdefault("doctor", doctor_for(connection.base_url, connection.api_key, run_log))
     return OrqClient(connection.base_url, connection.api_key, run_log=run_log, page=page, **options)
+
+
+def add_local_option(parser) -> None:
+    """``--local`` for every CLI command that sends requests."""
+    parser.add_argument("--local", action="store_true", help="use the local router even when ORQ_API_KEY is set")

@@ -28,7 +28,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from decimal import Decimal
 from typing import Callable, Iterable
 
+from .budget import add_spend_limit_option, cli_spend_limit
 from .catalog import DEFAULT_MODEL, Model, catalog
+from .connection import add_local_option
 from .cost import CostBreakdown, cost_of, worst_case_cost
 from .errors import OrqError, describe
 from .lab_presets import (BOOK_INSTRUCTIONS, BREAKPOINTS, CUSTOM_INSTRUCTIONS, DEFAULT_QUESTIONS,
@@ -853,10 +855,8 @@ def add_lab_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--context-file", help="text file for the custom preset")
     parser.add_argument("--out", help="write every request as CSV (or JSON when the name ends in .json)")
-    parser.add_argument("--max-spend", type=float, default=None,
-                        help="refuse to start when the worst case exceeds this many USD "
-                             "(default: $1 against Orq, no limit on the local router)")
-    parser.add_argument("--local", action="store_true", help="use the local router even when ORQ_API_KEY is set")
+    add_spend_limit_option(parser)
+    add_local_option(parser)
     parser.add_argument("--json", action="store_true", help="print JSON (the lab always does)")
 
 
@@ -888,7 +888,6 @@ def cli_lab(args: argparse.Namespace, *, client_factory: Callable[..., object] |
 
         return cli_cache_breakers(args)
 
-    from .budget import BudgetDefaults
     from .cost import format_usd
 
     config = config_from_args(args)
@@ -900,7 +899,7 @@ def cli_lab(args: argparse.Namespace, *, client_factory: Callable[..., object] |
         connection = resolve_connection(force_local=getattr(args, "local", False))
         local = connection.local
         client_factory = lambda: make_client(connection, page="lab")  # noqa: E731
-    limit = args.max_spend if args.max_spend is not None else (None if local else BudgetDefaults().orq_usd)
+    limit = cli_spend_limit(args.max_spend, local)
     if limit is not None and check.worst_case > Decimal(str(limit)):
         print(f"error: not started: this experiment could cost up to {format_usd(check.worst_case)}, "
               f"over the {format_usd(limit)} limit (raise it with --max-spend)", file=sys.stderr)

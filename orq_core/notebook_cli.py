@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .budget import add_spend_limit_option
+from .connection import add_local_option
 from .notebook import RunContext, demo_notebook, describe_cell, first_error, run_all
 
 
@@ -21,10 +23,8 @@ def add_notebook_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("notebook", help="an .ipynb exported by the playground")
     run.add_argument("--out", required=True, help="the run notebook (.ipynb) to write")
     run.add_argument("--html", help="also write the standalone HTML report here")
-    run.add_argument("--local", action="store_true", help="use the local router even when ORQ_API_KEY is set")
-    run.add_argument("--max-spend", type=float, default=None,
-                     help="refuse any cell whose worst case would take the run past this many USD "
-                          "(default: $1 against Orq, no limit on the local router)")
+    add_local_option(run)
+    add_spend_limit_option(run, "refuse any cell whose worst case would take the run past this many USD")
     run.set_defaults(func=cli_run)
 
 
@@ -41,7 +41,7 @@ def cli_demo(args: argparse.Namespace) -> int:
 
 
 def cli_run(args: argparse.Namespace, client=None) -> int:
-    from .budget import BudgetDefaults, SessionSpend
+    from .budget import SessionSpend, cli_spend_limit
     from .connection import make_client, resolve_connection
     from .store import Store
     from .notebook_export import export_ipynb, import_ipynb
@@ -55,7 +55,7 @@ def cli_run(args: argparse.Namespace, client=None) -> int:
     connection = resolve_connection(force_local=args.local)
     if connection.local:
         print("[answers come from the local router: synthetic text, no key needed]", file=sys.stderr)
-    limit = args.max_spend if args.max_spend is not None else (None if connection.local else BudgetDefaults().orq_usd)
+    limit = cli_spend_limit(args.max_spend, connection.local)
     spend = SessionSpend(Store.default())
     own_client = client is None
     client = client or make_client(connection, page="notebook", store=spend)

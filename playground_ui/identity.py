@@ -15,7 +15,8 @@ from orq_core.identity import (SINGLE_USER, USER_HEADER_ENV, Identity, IdentityE
                                identity_from_login, listens_beyond_loopback)
 
 
-def _secret(name: str):
+def secret(name: str):
+    """A value from .streamlit/secrets.toml, or None (shared by the sidebar and identity)."""
     try:
         return st.secrets.get(name)
     except Exception:  # no secrets.toml at all is normal
@@ -23,12 +24,12 @@ def _secret(name: str):
 
 
 def user_header() -> str:
-    return (os.environ.get(USER_HEADER_ENV) or _secret("user_header") or "").strip()
+    return (os.environ.get(USER_HEADER_ENV) or secret("user_header") or "").strip()
 
 
 def login_configured() -> bool:
     """Streamlit's OIDC login is on when secrets.toml has an [auth] section."""
-    return bool(_secret("auth"))
+    return bool(secret("auth"))
 
 
 def current_identity() -> Identity:

@@ -16,7 +16,7 @@ from orq_core.catalog import DEFAULT_MODEL, Model, Target, catalog
 from orq_core.connection import DEFAULT_BASE_URL, Connection, clean_key, resolve_connection
 from orq_core.errors import OrqError, describe
 from orq_core.store import Store
-from playground_ui.identity import current_identity, identity_sidebar
+from playground_ui.identity import current_identity, identity_sidebar, secret
 
 LOCAL, ORQ = "Local router", "Orq"
 POOL_CONNECTIONS = 128
@@ -45,20 +45,13 @@ class PageContext:
         check_budget(payload, self.spend.total_usd, self.budget_usd)
 
 
-def _secret(name: str):
-    try:
-        return st.secrets.get(name)
-    except Exception:  # no secrets.toml at all is normal
-        return None
-
-
 def configured_key() -> str:
     """A key from the environment or secrets.toml (never shown, never pre-filled)."""
-    return clean_key(os.environ.get("ORQ_API_KEY") or _secret("ORQ_API_KEY"))
+    return clean_key(os.environ.get("ORQ_API_KEY") or secret("ORQ_API_KEY"))
 
 
 def default_budget(connection_kind: str) -> float:
-    value = os.environ.get("ORQ_SPEND_BUDGET_USD") or _secret("spend_budget_usd")
+    value = os.environ.get("ORQ_SPEND_BUDGET_USD") or secret("spend_budget_usd")
     if value not in (None, ""):
         try:
             return float(value)
