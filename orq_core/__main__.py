@@ -69,8 +69,12 @@ def cache_json(check) -> dict | None:
 
 def _chat(args: argparse.Namespace) -> int:
     from .connection import make_client, resolve_connection
+    from .conversation import blank_message_problem
     from .request import ChatParams, build_payload, cache_write_ttl, system_message, user_message
 
+    blank = blank_message_problem(args.prompt)
+    if blank:
+        raise ValueError(blank.replace("type some text and send again", "give --prompt some text"))
     messages = []
     if args.system:
         messages.append(system_message(args.system, cache_ttl=args.cache_ttl if args.cache_system else None))
