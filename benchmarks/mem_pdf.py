@@ -12,9 +12,9 @@ For each step: tracemalloc's peak above the baseline (the file's bytes already h
 stays held after it, in MB and in multiples of the file size. Then the whole run's peak and
 the ru_maxrss delta (the process's resident high-water mark, which also sees non-Python memory).
 
-The last question holds non-ASCII text: ``OrqClient``'s JSON encoding (``ensure_ascii=False``)
-then builds its body as a 2- or 4-byte-per-character string, so that step shows what one emoji
-in a conversation costs next to a large file.
+The last question holds non-ASCII text: ``OrqClient`` sends ASCII-only JSON, streamed in slices
+(``client.JSONBody``), so that step checks that one emoji in a conversation no longer widens a
+large file's body to 2 or 4 bytes per character.
 
 ``--router process`` (default) runs the local router in its own process, so the figures are the
 playground's own path; ``--router thread`` runs it in this process as the Streamlit app does, so
