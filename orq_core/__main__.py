@@ -169,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _file_problem(error: OSError) -> str:
+    """A file named on the command line that cannot be read or written, as a sentence (no errno)."""
+    if error.filename is None:
+        return str(error)
+    return f"Cannot use the file {str(error.filename)!r}: {error.strerror or 'it cannot be opened'}. Check the path and try again."
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -176,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     except OrqError as error:
         print(f"error: {describe(error)}", file=sys.stderr)
         return 2
-    except (ValueError, OSError) as error:
+    except OSError as error:
+        print(f"error: {_file_problem(error)}", file=sys.stderr)
+        return 2
+    except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -344,7 +344,7 @@ CLI_CASES = [
     ("lab unknown arm", ["lab", "--arms", "no-cache,turbo"],
      "error: Arms must be some of: no-cache, prompt-cache, response-cache"),
     ("lab missing context file", ["lab", "--preset", "custom", "--context-file", "/nonexistent/ctx.txt"],
-     "error: [Errno 2] No such file or directory: '/nonexistent/ctx.txt'"),
+     "error: Cannot use the file '/nonexistent/ctx.txt': No such file or directory. Check the path and try again."),
     ("compare five targets", ["compare", "--targets", ",".join([SONNET, f"aws/{SONNET}", f"google/{SONNET}",
                                                                 "anthropic/claude-haiku-4-5-20251001",
                                                                 "anthropic/claude-opus-4-5-20251101"]),
