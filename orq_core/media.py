@@ -30,6 +30,9 @@ _PIL_MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEB
 
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)((?:;[\w.+-]+=[^;,]*)*);base64,", re.ASCII)
 _WHITESPACE = re.compile(rb"\s")
+_WHITESPACE_TEXT = re.compile(r"\s")
+DECODE_SLICE_CHARS = 1 << 20
+"""Base64 characters decoded at a time (a multiple of 4, so every slice but the last is whole)."""
 
 
 class MediaError(ValueError):
@@ -108,16 +111,28 @@ def parse_data_url(url: str) -> tuple[str, bytes]:
     match = _DATA_URL.match(url)
     if not match:
         raise MediaError("Not a base64 data URL (expected data:<type>;base64,<data>)")
-    encoded = url[match.end():].encode("ascii", "strict") if url.isascii() else None
-    if encoded is None:
+    if not url.isascii():
         raise MediaError("The data URL holds characters that are not base64")
-    if _WHITESPACE.search(encoded):
-        encoded = _WHITESPACE.sub(b"", encoded)
     try:
-        data = base64.b64decode(encoded, validate=True)
+        if _WHITESPACE_TEXT.search(url, match.end()):
+            data = base64.b64decode(_WHITESPACE.sub(b"", url[match.end():].encode("ascii")), validate=True)
+        else:
+            data = _decode_in_slices(url, match.end())
     except (binascii.Error, ValueError) as exc:
         raise MediaError(f"The data URL's base64 is invalid ({exc})") from None
     return normalise_mime(match.group(1)) or "", data
+
+
+def _decode_in_slices(url: str, start: int) -> bytes:
+    """Base64 after ``start``, decoded a slice at a time: a 40 MB data URL is never copied whole to
+    bytes before decoding. Padding is allowed only in the last slice, as in one strict decode."""
+    decoded = io.BytesIO()
+    for at in range(start, len(url), DECODE_SLICE_CHARS):
+        piece = url[at:at + DECODE_SLICE_CHARS].encode("ascii")
+        if at + DECODE_SLICE_CHARS < len(url) and b"=" in piece:
+            raise binascii.Error("padding before the end of the data")
+        decoded.write(base64.b64decode(piece, validate=True))
+    return decoded.getvalue()  # CPython hands over its buffer here rather than copying it
 
 
 # --- images ------------------------------------------------------------------------------------
