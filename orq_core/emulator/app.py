@@ -481,7 +481,8 @@ class Router:
     def generate(self, target: Target, ex: Exchange) -> Result:
         from .content import compose_answer
 
-        answer = compose_answer(ex.payload, model_label=target.model.label, secret=self.settings.secret)
+        answer = compose_answer(ex.payload, model_label=target.model.label, secret=self.settings.secret,
+                                block_digests=[block.digest for block in ex.blocks])
         gen = shape_answer(answer, ex.payload["max_tokens"], stop_sequences(ex.payload))
         outcome = self.prompt_cache.process(api_key=ex.api_key, model_slug=target.slug, blocks=ex.blocks,
                                             min_cacheable=target.model.min_cacheable,

@@ -16,7 +16,7 @@ import json
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from .. import media
 from ..tokens import image_tokens, text_tokens
@@ -146,9 +146,10 @@ class _Conversation:
 
 # --- entry points --------------------------------------------------------------------------------
 
-def compose_answer(payload: dict, *, model_label: str, secret: bytes) -> Answer:
+def compose_answer(payload: dict, *, model_label: str, secret: bytes,
+                   block_digests: Iterable[bytes] | None = None) -> Answer:
     convo = _read_conversation(payload)
-    seed = _seed(payload)
+    seed = _seed(payload, block_digests)
     rng = random.Random(seed)
     marker = f"[Local router · synthetic answer from {model_label} emulation, no model was called]"
     media_notes = [_describe_media(part, convo.question) for part in convo.media_parts]
@@ -217,13 +218,19 @@ def inspect_media_parts(payload: dict) -> None:
 
 # --- reading the payload -------------------------------------------------------------------------
 
-def _seed(payload: dict) -> int:
-    """Same conversation and settings -> same answer; transport options do not count."""
-    relevant = {k: v for k, v in payload.items()
-                if k not in ("stream", "stream_options", "orq", "fallbacks", "retry", "cache",
-                             "load_balancer", "timeout")}
-    digest = hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big")
+def _seed(payload: dict, block_digests: Iterable[bytes] | None = None) -> int:
+    """Same conversation and settings -> same answer; transport options do not count. Given the
+    prompt's block digests (the router has them), they stand for the tools and messages, so a
+    long prompt is not serialised and hashed a second time."""
+    skipped = _TRANSPORT_KEYS + (("messages", "tools") if block_digests is not None else ())
+    relevant = {k: v for k, v in payload.items() if k not in skipped}
+    digest = hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode("utf-8"))
+    for block_digest in block_digests or ():
+        digest.update(block_digest)
+    return int.from_bytes(digest.digest()[:8], "big")
+
+
+_TRANSPORT_KEYS = ("stream", "stream_options", "orq", "fallbacks", "retry", "cache", "load_balancer", "timeout")
 
 
 def _content_parts(payload: dict) -> Iterator[tuple[int, int, dict]]:
