@@ -338,3 +338,102 @@ def test_the_same_long_text_in_another_role_gets_its_own_digest():
         {"role": "user", "content": [{"type": "text", "text": "q"}, {"type": "text", "text": text}]}]})
     assert as_system[0].digest != as_user[1].digest
     assert as_system[0].tokens == as_user[1].tokens + 3  # the per-message overhead sits on the first unit
+
+
+# --- memos on the request path (speed2) -------------------------------------------------------------
+
+def _stream_body(response: httpx.Response) -> list[dict]:
+    import json
+
+    return [json.loads(line[6:]) for line in response.text.split("\n")
+            if line.startswith("data: {")]
+
+
+def _without_ids(events: list[dict]) -> list[dict]:
+    return [{k: v for k, v in event.items() if k not in ("id", "created")} for event in events]
+
+
+TOOL_PAYLOAD = {"model": SONNET, "max_tokens": 300, "tool_choice": "auto",
+                "tools": [{"type": "function", "function": {
+                    "name": "get_weather", "description": "Weather for a city",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                   "required": ["city"]}}}],
+                "messages": [{"role": "user", "content": "What is the weather in Paris?"}]}
+
+
+def test_a_resent_body_is_checked_and_segmented_once_with_the_same_answer(local_router, monkeypatch):
+    router = local_router.app.state.router
+    checks: list[int] = []
+    real = router.check_payload
+    monkeypatch.setattr(router, "check_payload", lambda payload: checks.append(1) or real(payload))
+    first, second = (_post(local_router, TOOL_PAYLOAD) for _ in range(2))
+    assert first.status_code == second.status_code == 200
+    assert len(checks) == 1 and router.checked.hits == 1
+    assert first.json()["choices"] == second.json()["choices"]
+    assert first.json()["usage"]["prompt_tokens"] == second.json()["usage"]["prompt_tokens"]
+
+
+def test_a_refused_body_is_not_remembered_and_is_refused_again(local_router):
+    router = local_router.app.state.router
+    bad = {"model": SONNET, "max_tokens": 64, "messages": [{"role": "user", "content": ""}]}
+    responses = [_post(local_router, bad) for _ in range(2)]
+    assert [r.status_code for r in responses] == [400, 400]
+    assert responses[0].json() == responses[1].json()
+    assert len(router.checked) == 0
+
+
+def test_a_remembered_answer_is_the_answer_composed_afresh(local_router, monkeypatch):
+    from orq_core.emulator import content
+
+    router = local_router.app.state.router
+    composed: list[int] = []
+    real = content.compose_answer
+    monkeypatch.setattr(content, "compose_answer", lambda *a, **k: composed.append(1) or real(*a, **k))
+    thinking = {"model": SONNET, "max_tokens": 2000, "thinking": {"type": "enabled", "budget_tokens": 1024},
+                "messages": [{"role": "user", "content": "Why is the sky blue?"}]}
+    for payload in (TOOL_PAYLOAD, thinking):
+        remembered = [_post(local_router, payload).json() for _ in range(2)]
+        router.generations = router_app.Memo(router_app.MEMO_KEPT)  # forget: the next one is composed afresh
+        fresh = _post(local_router, payload).json()
+        assert remembered[0]["choices"] == remembered[1]["choices"] == fresh["choices"]
+        assert remembered[0]["usage"] == remembered[1]["usage"] == fresh["usage"]
+    assert len(composed) == 4  # two per payload: the first and the one after forgetting
+
+
+def test_a_different_max_tokens_or_stop_is_not_served_the_remembered_answer(local_router):
+    base = {"model": SONNET, "max_tokens": 400, "messages": [{"role": "user", "content": "Tell me about rivers"}]}
+    full = _post(local_router, base).json()["choices"][0]
+    short = _post(local_router, {**base, "max_tokens": 5}).json()["choices"][0]
+    assert full["finish_reason"] == "stop" and short["finish_reason"] == "length"
+    assert full["message"]["content"].startswith(short["message"]["content"])
+    stop_word = full["message"]["content"].split()[3]
+    stopped = _post(local_router, {**base, "stop": [stop_word]}).json()["choices"][0]
+    assert stopped["message"]["content"] == full["message"]["content"][:full["message"]["content"].find(stop_word)]
+
+
+def test_a_remembered_answer_streams_the_same_chunks(local_router):
+    payload = {**TOOL_PAYLOAD, "stream": True, "stream_options": {"include_usage": True}}
+    router = local_router.app.state.router
+    first, second = (_stream_body(_post(local_router, payload)) for _ in range(2))
+    router.generations = router_app.Memo(router_app.MEMO_KEPT)
+    fresh = _stream_body(_post(local_router, payload))
+    assert _without_ids(first) == _without_ids(second) == _without_ids(fresh)
+    assert len(first) > 3
+
+
+def test_the_encoded_plan_is_the_delta_plan_encoded_and_is_remembered(monkeypatch):
+    gen = router_app.Generation("Hello there, rivers run to the sea. " * 5, "Think first.", "sig", ("r",),
+                                ({"id": "call_1", "name": "f", "arguments": "{\"a\": 1}"},), "tool_calls")
+    plan = router_app.delta_plan(gen, 4)
+    assert gen.encoded_plan(4) == tuple((router_app._to_json(d), n) for d, n in plan)
+    monkeypatch.setattr(router_app, "delta_plan", lambda *a: (_ for _ in ()).throw(AssertionError("planned again")))
+    assert gen.encoded_plan(4) == tuple((router_app._to_json(d), n) for d, n in plan)
+
+
+def test_the_memo_keeps_the_most_recently_used():
+    memo = router_app.Memo(2)
+    memo.put("a", 1)
+    memo.put("b", 2)
+    assert memo.get("a") == 1
+    memo.put("c", 3)
+    assert (memo.get("a"), memo.get("b"), memo.get("c"), len(memo)) == (1, None, 3, 2)

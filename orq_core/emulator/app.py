@@ -29,14 +29,18 @@ Choices where the sources are silent:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import itertools
 import json
 import logging
 import re
+import threading
 import time
+from collections import OrderedDict
 import uuid
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
@@ -146,8 +150,11 @@ class ChunkEvents:
         self._tail = "}]" + ("," + _to_json(extra)[1:-1] if extra else "") + "}\n\n"
 
     def delta(self, delta: dict, finish_reason: str | None) -> bytes:
-        return (f'{self._head}{_delta_json(delta)},"finish_reason":{_to_json(finish_reason)}'
-                f'{self._tail}').encode("utf-8")
+        return self.encoded_delta(_delta_json(delta), finish_reason)
+
+    def encoded_delta(self, delta_json: str, finish_reason: str | None) -> bytes:
+        finish = "null" if finish_reason is None else _to_json(finish_reason)
+        return f'{self._head}{delta_json},"finish_reason":{finish}{self._tail}'.encode("utf-8")
 
 
 def _delta_json(delta: dict) -> str:
@@ -228,11 +235,24 @@ class Generation:
     """{"id", "name", "arguments"}"""
     finish_reason: str
 
-    @property
+    @cached_property
+    def _encoded_plans(self) -> dict[int, tuple[tuple[str, int], ...]]:
+        return {}
+
+    def encoded_plan(self, tokens_per_chunk: int) -> tuple[tuple[str, int], ...]:
+        """delta_plan with each delta JSON-encoded, remembered on this (immutable) generation: a
+        remembered answer streamed again is not split and encoded again."""
+        plan = self._encoded_plans.get(tokens_per_chunk)
+        if plan is None:
+            plan = tuple((_delta_json(delta), tokens) for delta, tokens in delta_plan(self, tokens_per_chunk))
+            self._encoded_plans[tokens_per_chunk] = plan
+        return plan
+
+    @cached_property
     def reasoning_tokens(self) -> int:
         return text_tokens(self.reasoning)
 
-    @property
+    @cached_property
     def output_tokens(self) -> int:
         return (text_tokens(self.text) + self.reasoning_tokens
                 + sum(text_tokens(call["arguments"]) for call in self.tool_calls))
@@ -371,9 +391,46 @@ class Exchange:
 
 # --- the router -------------------------------------------------------------------------------------
 
+class Memo:
+    """A bounded least-recently-used map (thread-safe: heavy requests are answered in workers)."""
+
+    def __init__(self, kept: int):
+        self.kept = kept
+        self.hits = 0
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+            return found
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            if len(self._items) > self.kept:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+MEMO_KEPT = 1024
+
+
 class Router:
     def __init__(self, settings: EmulatorSettings):
         self.settings = settings
+        self.checked = Memo(MEMO_KEPT)
+        """sha256 of a small request body -> its prompt blocks: the same body passes the same
+        checks and segments the same way (they read nothing but the body and the secret)."""
+        self.generations = Memo(MEMO_KEPT)
+        """(answer digest, model label) -> the shaped answer: the digest seeds the answer and
+        covers everything it and its shaping read (max_tokens, stop), so it is the same answer."""
         self.prompt_cache = PromptCache(lambda: self.settings.clock())
         self.response_cache = ResponseCache(lambda: self.settings.clock())
         self.faults = FaultBoard(lambda: self.settings.faults)
@@ -407,9 +464,18 @@ class Router:
         except ValueError as error:
             raise OrqError(f"X-Emulator-Fault: {error}", status=400) from None
         heavy = len(body) >= INLINE_WORK_BYTES or b'"data:' in body
-        blocks = await run_in_threadpool(self.check_payload, payload) if heavy else self.check_payload(payload)
+        blocks = await run_in_threadpool(self.check_payload, payload) if heavy else self.checked_blocks(body, payload)
         return Exchange(request.state.request_id, api_key, payload, orq_options(payload), header_faults, blocks,
                         heavy)
+
+    def checked_blocks(self, body: bytes, payload: Any) -> list[Block]:
+        """check_payload, remembered by the body's digest (a refused body is not remembered)."""
+        key = hashlib.sha256(body).digest()
+        blocks = self.checked.get(key)
+        if blocks is None:
+            blocks = tuple(self.check_payload(payload))
+            self.checked.put(key, blocks)
+        return list(blocks)
 
     def check_payload(self, payload: Any) -> list[Block]:
         """The shared rules (request.py), then the router's own: signatures and media."""
@@ -479,11 +545,7 @@ class Router:
     # -- answering ---------------------------------------------------------------------------------
 
     def generate(self, target: Target, ex: Exchange) -> Result:
-        from .content import compose_answer
-
-        answer = compose_answer(ex.payload, model_label=target.model.label, secret=self.settings.secret,
-                                block_digests=[block.digest for block in ex.blocks])
-        gen = shape_answer(answer, ex.payload["max_tokens"], stop_sequences(ex.payload))
+        gen = self.generation(target, ex)
         outcome = self.prompt_cache.process(api_key=ex.api_key, model_slug=target.slug, blocks=ex.blocks,
                                             min_cacheable=target.model.min_cacheable,
                                             ready_after=lambda o: self.first_byte_after(target, o),
@@ -493,6 +555,20 @@ class Router:
                       reasoning_tokens=gen.reasoning_tokens)
         ttft = predicted_ttft_ms(target.model, outcome.uncached_tokens, outcome.read_tokens, outcome.write_tokens)
         return Result(gen, usage, target.slug, ttft)
+
+    def generation(self, target: Target, ex: Exchange) -> Generation:
+        """The shaped answer, remembered by its answer digest and the model's label."""
+        from .content import answer_digest, compose_answer
+
+        digest = answer_digest(ex.payload, [block.digest for block in ex.blocks])
+        key = (digest, target.model.label)
+        gen = self.generations.get(key)
+        if gen is None:
+            answer = compose_answer(ex.payload, model_label=target.model.label, secret=self.settings.secret,
+                                    digest=digest)
+            gen = shape_answer(answer, ex.payload["max_tokens"], stop_sequences(ex.payload))
+            self.generations.put(key, gen)
+        return gen
 
     def first_byte_after(self, target: Target, outcome) -> float:
         """Seconds on the router's clock until this request starts answering: what it writes to
@@ -542,9 +618,9 @@ class Router:
                             transport: dict[str, Fault], *, paced: bool) -> AsyncIterator[Any]:
         base = {**envelope, "object": "chat.completion.chunk"}
         gen = result.generation
-        plan = delta_plan(gen, max(1, self.settings.chunk_tokens))
+        plan = gen.encoded_plan(max(1, self.settings.chunk_tokens))
         events = ChunkEvents(base, extra)
-        chunks = [events.delta(delta, None) for delta, _ in plan]
+        chunks = [events.encoded_delta(delta_json, None) for delta_json, _ in plan]
         chunks.append(events.delta({}, gen.finish_reason))
         if ex.include_usage:
             chunks.append(sse({**base, "choices": [], "usage": result.usage.to_wire(), **extra}))

@@ -147,9 +147,10 @@ class _Conversation:
 # --- entry points --------------------------------------------------------------------------------
 
 def compose_answer(payload: dict, *, model_label: str, secret: bytes,
-                   block_digests: Iterable[bytes] | None = None) -> Answer:
+                   block_digests: Iterable[bytes] | None = None, digest: bytes | None = None) -> Answer:
+    """``digest``: ``answer_digest(payload, block_digests)`` when the caller has it already."""
     convo = _read_conversation(payload)
-    seed = _seed(payload, block_digests)
+    seed = int.from_bytes(digest[:8], "big") if digest else _seed(payload, block_digests)
     rng = random.Random(seed)
     marker = f"[Local router · synthetic answer from {model_label} emulation, no model was called]"
     media_notes = [_describe_media(part, convo.question) for part in convo.media_parts]
@@ -218,16 +219,20 @@ def inspect_media_parts(payload: dict) -> None:
 
 # --- reading the payload -------------------------------------------------------------------------
 
-def _seed(payload: dict, block_digests: Iterable[bytes] | None = None) -> int:
-    """Same conversation and settings -> same answer; transport options do not count. Given the
-    prompt's block digests (the router has them), they stand for the tools and messages, so a
-    long prompt is not serialised and hashed a second time."""
+def answer_digest(payload: dict, block_digests: Iterable[bytes] | None = None) -> bytes:
+    """Same conversation and settings -> same digest, hence the same answer (it seeds it);
+    transport options do not count. Given the prompt's block digests (the router has them), they
+    stand for the tools and messages, so a long prompt is not serialised and hashed a second time."""
     skipped = _TRANSPORT_KEYS + (("messages", "tools") if block_digests is not None else ())
     relevant = {k: v for k, v in payload.items() if k not in skipped}
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode("utf-8"))
     for block_digest in block_digests or ():
         digest.update(block_digest)
-    return int.from_bytes(digest.digest()[:8], "big")
+    return digest.digest()
+
+
+def _seed(payload: dict, block_digests: Iterable[bytes] | None = None) -> int:
+    return int.from_bytes(answer_digest(payload, block_digests)[:8], "big")
 
 
 _TRANSPORT_KEYS = ("stream", "stream_options", "orq", "fallbacks", "retry", "cache", "load_balancer", "timeout")
