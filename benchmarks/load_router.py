@@ -1,6 +1,6 @@
 """Local-router throughput under load, against the stack's ceiling, on loopback only.
 
-    python benchmarks/load_router.py [--concurrency 1,16,64,200] [--requests 600] [--rounds 3] [--quick]
+    python benchmarks/load_router.py [--concurrency 1,16,64,200] [--requests 600] [--rounds 3] [--quick] [--unique]
 
 The server runs in its own process (uvicorn with the router's own settings: h11, no access log);
 this process is only the client: raw asyncio keep-alive connections, one per concurrent user,
@@ -8,7 +8,9 @@ each sending prebuilt request bytes in one write and reading the response with a
 parser (Content-Length or chunked), so the client is not what is measured. Two servers:
 
 - router: the local router (``orq_core.emulator``), time_scale 0, every request a prompt-cache
-  read of a ~1,800-token system prompt plus a different question;
+  read of a ~1,800-token system prompt plus one of 100 questions, asked in turn (so from the
+  101st request on, a body the router has seen: its memos of checks and answers are hit); with
+  ``--unique`` every request asks a question of its own (no memo of a whole body or answer hits);
 - ceiling: a trivial Starlette app on the same uvicorn settings that reads the request body and
   answers with the router's own recorded bytes (one JSON body, one SSE stream sent in one write,
   as the router sends it at time_scale 0). Nothing the router does can be faster than this.
@@ -246,29 +248,33 @@ def record(router: Server, path: Path) -> None:
 
 # --- the report ---------------------------------------------------------------------------------------
 
-def run(levels: list[int], total: int, rounds: int) -> list[tuple[str, int, list[Measure], list[Measure]]]:
+def run(levels: list[int], total: int, rounds: int, questions: int = QUESTIONS) -> list[tuple[str, int, list[Measure], list[Measure]]]:
     with tempfile.TemporaryDirectory() as tmp:
         router = Server("router")
         try:
             record(router, Path(tmp) / "recorded.json")
             ceiling = Server("ceiling", Path(tmp) / "recorded.json")
             try:
-                return measure_all(router, ceiling, levels, total, rounds)
+                return measure_all(router, ceiling, levels, total, rounds, questions)
             finally:
                 ceiling.stop()
         finally:
             router.stop()
 
 
-def measure_all(router: Server, ceiling: Server, levels: list[int], total: int, rounds: int):
+def measure_all(router: Server, ceiling: Server, levels: list[int], total: int, rounds: int,
+                questions: int = QUESTIONS):
     rows = []
     for stream in (False, True):
         for concurrency in levels:
             count = max(total, 2 * concurrency)
-            built = {server.kind: [request_bytes(payload(n, stream), server.port) for n in range(QUESTIONS)]
-                     for server in (router, ceiling)}
             results: dict[str, list[Measure]] = {"router": [], "ceiling": []}
-            for _ in range(rounds):  # interleaved, so drift in the machine's load hits both alike
+            for round_ in range(rounds):  # interleaved, so drift in the machine's load hits both alike
+                # unique: each round's questions unseen before (+ concurrency for the warm-up requests)
+                first = round_ * (count + concurrency) if questions > QUESTIONS else 0
+                built = {server.kind: [request_bytes(payload(first + n, stream), server.port)
+                                       for n in range(min(questions, count + concurrency))]
+                         for server in (router, ceiling)}
                 for server in (ceiling, router):
                     results[server.kind].append(asyncio.run(
                         load(server.port, built[server.kind], concurrency, count, stream, server.process.pid)))
@@ -300,6 +306,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=600, help="requests per measurement (at least 2x concurrency)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="concurrency 1 and 4, 40 requests, 1 round (for tests)")
+    parser.add_argument("--unique", action="store_true",
+                        help="every request a question of its own (no body or answer is seen twice)")
     parser.add_argument("--serve", choices=("router", "ceiling"), help=argparse.SUPPRESS)
     parser.add_argument("--recorded", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -309,13 +317,14 @@ def main() -> int:
     levels = [1, 4] if args.quick else [int(c) for c in args.concurrency.split(",")]
     total, rounds = (40, 1) if args.quick else (args.requests, args.rounds)
     try:
-        rows = run(levels, total, rounds)
+        rows = run(levels, total, rounds, 10 ** 9 if args.unique else QUESTIONS)
     except (ResponseProblem, asyncio.TimeoutError, OSError) as problem:
         print(f"FAILED: {type(problem).__name__}: {problem}")
         return 1
     print(f"Local router vs the stack's ceiling (trivial Starlette app, same uvicorn settings, the router's "
           f"recorded bytes); time_scale 0, loopback, server and client in separate processes; "
           f"{total} requests per measurement, median of {rounds} interleaved rounds; "
+          f"{'every request a question of its own' if args.unique else f'{QUESTIONS} questions asked in turn'}; "
           f"Python {platform.python_version()}, {os.cpu_count()} CPUs\n")
     print(table(rows, total, rounds))
     print("\nrouter / ceiling: the share of the bare stack's throughput (requests/s, wall clock) the router keeps "

@@ -437,3 +437,28 @@ def test_the_memo_keeps_the_most_recently_used():
     assert memo.get("a") == 1
     memo.put("c", 3)
     assert (memo.get("a"), memo.get("b"), memo.get("c"), len(memo)) == (1, None, 3, 2)
+
+
+def test_a_text_that_mentions_a_data_url_stays_on_the_event_loop(local_router, monkeypatch):
+    hops = _hops(monkeypatch)
+    response = _post(local_router, {"model": SONNET, "max_tokens": 64, "messages": [
+        {"role": "user", "content": 'Explain "data:image/png;base64,AAAA" URLs'}]})
+    assert response.status_code == 200
+    assert hops == []
+
+
+def test_odd_message_shapes_are_refused_as_before_not_crashed_on(local_router):
+    for messages in (5, "hi", [5], [{"role": "user", "content": [{"type": "image_url", "image_url": 3}]}]):
+        response = _post(local_router, {"model": SONNET, "max_tokens": 64, "messages": messages})
+        assert response.status_code == 400, (messages, response.text)
+
+
+def test_a_body_past_the_memo_size_is_checked_every_time_and_not_remembered(local_router, monkeypatch):
+    router = local_router.app.state.router
+    checks: list[int] = []
+    real = router.check_payload
+    monkeypatch.setattr(router, "check_payload", lambda payload: checks.append(1) or real(payload))
+    long_text = "river " * (router_app.MEMO_BODY_BYTES // 5)
+    payload = {"model": SONNET, "max_tokens": 64, "messages": [{"role": "user", "content": long_text}]}
+    assert [_post(local_router, payload).status_code for _ in range(2)] == [200, 200]
+    assert len(checks) == 2 and len(router.checked) == 0

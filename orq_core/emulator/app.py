@@ -59,6 +59,7 @@ from ..usage import Usage
 from .cache import PromptCache, ResponseCache, key_scope
 from .faults import CUT, ERROR_MIDSTREAM, HEADER, SLOW_FIRST_BYTE, Fault, FaultBoard, parse_faults
 from .latency import output_ms, predicted_ttft_ms
+from .content import has_inline_media
 from .prompt import Block, segment_prompt
 
 log = logging.getLogger(__name__)
@@ -419,7 +420,8 @@ class Memo:
         return len(self._items)
 
 
-MEMO_KEPT = 1024
+MEMO_BODY_BYTES = 64 * 1024
+MEMO_KEPT = 256  # answers are a few KB each: a bounded, small share of memory
 
 
 class Router:
@@ -463,13 +465,19 @@ class Router:
             header_faults = parse_faults(request.headers.get(HEADER))
         except ValueError as error:
             raise OrqError(f"X-Emulator-Fault: {error}", status=400) from None
-        heavy = len(body) >= INLINE_WORK_BYTES or b'"data:' in body
+        # The parts, not the bytes, are searched for a data: URL: scanning a long prompt's bytes
+        # costs more than walking its few parts.
+        heavy = len(body) >= INLINE_WORK_BYTES or (isinstance(payload, dict) and has_inline_media(payload))
         blocks = await run_in_threadpool(self.check_payload, payload) if heavy else self.checked_blocks(body, payload)
         return Exchange(request.state.request_id, api_key, payload, orq_options(payload), header_faults, blocks,
                         heavy)
 
     def checked_blocks(self, body: bytes, payload: Any) -> list[Block]:
-        """check_payload, remembered by the body's digest (a refused body is not remembered)."""
+        """check_payload, remembered by the body's digest (a refused body is not remembered).
+        A body past MEMO_BODY_BYTES is not: hashing it whole would cost about what its long texts'
+        remembered digests and counts save (prompt.py)."""
+        if len(body) > MEMO_BODY_BYTES:
+            return self.check_payload(payload)
         key = hashlib.sha256(body).digest()
         blocks = self.checked.get(key)
         if blocks is None:

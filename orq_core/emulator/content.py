@@ -196,6 +196,15 @@ def check_replayed_signatures(payload: dict, secret: bytes) -> None:
                 raise ValueError(f"Invalid signature in thinking block: messages.{n}.content.{m}")
 
 
+def has_inline_media(payload: dict) -> bool:
+    """Whether any message part carries an image or PDF as a data: URL (what inspect_media_parts
+    decodes). Called before validation, so any shape is possible."""
+    if not isinstance(payload.get("messages"), list):
+        return False
+    return any(kind is not None and url.startswith("data:")
+               for kind, url in (_media_source(part) for _, _, part in _content_parts(payload)))
+
+
 def inspect_media_parts(payload: dict) -> None:
     """Decode every inline image and PDF; MediaError (400/413) for what the API would refuse.
     URL sources are not fetched, so they are not checked."""
