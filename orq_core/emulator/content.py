@@ -10,6 +10,7 @@ Nothing here claims to be a model: each answer starts with a marker saying it is
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -396,6 +397,11 @@ def _target_length(question: str, rng: random.Random) -> tuple[int, int | None]:
     return min(200, int(base * rng.uniform(0.9, 1.15))), None
 
 
+_sentence_tokens = functools.lru_cache(maxsize=4096)(text_tokens)
+"""text_tokens of a body sentence, remembered: sentences are templates filled with the question's
+keywords, so questions that share keywords build the same sentences again."""
+
+
 def _body_paragraphs(words: list[str], rng: random.Random, target_tokens: int, target_words: int | None,
                      used: str) -> list[str]:
     templates = list(_BODY)
@@ -415,7 +421,7 @@ def _body_paragraphs(words: list[str], rng: random.Random, target_tokens: int, t
         if len(paragraphs[-1]) >= rng.randint(2, 4):
             paragraphs.append([])
         paragraphs[-1].append(sentence)
-        tokens_so_far += text_tokens(sentence)
+        tokens_so_far += _sentence_tokens(sentence)
         words_so_far += len(sentence.split())
         i += 1
         if i > 2000:
