@@ -175,7 +175,8 @@ class JSONBody:
         self._long: list[str] = []
         self._nonce = uuid.uuid4().hex
         skeleton = _json_text(self._swap(payload))
-        self._parts = re.split(f'"{self._nonce}:(\\d+)"', skeleton)  # text, index, text, index, ..., text
+        # text, index, text, index, ..., text (a small body has no long string: no pattern to compile)
+        self._parts = re.split(f'"{self._nonce}:(\\d+)"', skeleton) if self._long else [skeleton]
         self.length = sum(len(part) for part in self._parts[::2]) + sum(
             len(s) + 2 if _ESCAPE_ASCII.search(s) is None else sum(len(piece) for piece in _escaped_slices(s)) + 2
             for s in self._long)
