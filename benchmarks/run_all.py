@@ -85,8 +85,9 @@ def cell(run_: Run, row: str, column: int) -> str:
     return values[column] if values and len(values) > column else "not reported"
 
 
-def router_rows(run_: Run) -> list[tuple[str, str, str]]:
-    """One headline row per kind at concurrency 64, the others in the detail."""
+def router_rows(run_: Run, prompts: str) -> list[tuple[str, str, str]]:
+    """One headline row per kind at concurrency 64, the others in the detail; ``prompts`` says
+    whether requests repeat (the router's memos hit) or are all new."""
     if run_.problem:
         return [("Local router vs the stack's ceiling", f"failed ({run_.problem})", "")]
     rows = []
@@ -94,10 +95,10 @@ def router_rows(run_: Run) -> list[tuple[str, str, str]]:
         lines = [line for line in run_.outputs[0].splitlines() if line.startswith(f"| {kind} |")]
         cells = {int(c[1]): c for c in ([x.strip() for x in line.strip("|").split("|")] for line in lines)}
         if 64 not in cells:
-            rows.append((f"Local router / ceiling, {kind}, concurrency 64", "not reported", ""))
+            rows.append((f"Local router / ceiling, {kind}, concurrency 64, {prompts}", "not reported", ""))
             continue
         others = ", ".join(f"{n}: {c[4]}" for n, c in sorted(cells.items()) if n != 64)
-        rows.append((f"Local router / ceiling, {kind}, concurrency 64 (target >= 0.5)", cells[64][4],
+        rows.append((f"Local router / ceiling, {kind}, concurrency 64, {prompts} (target >= 0.5)", cells[64][4],
                      f"router {cells[64][2]} vs ceiling {cells[64][3]} req/s; by server CPU per request "
                      f"{cells[64][7]} ({cells[64][5]} vs {cells[64][6]} ms); other concurrencies {others}"))
     return rows
@@ -171,7 +172,10 @@ def headline(runs: dict[str, Run]) -> list[tuple[str, str, str]]:
                      f"History load + totals, 10,000 rows: {cell(store, 'History load', 0)} | "
                      f"{cell(store, 'History load', 1)} ms"))
     if router:
-        rows += router_rows(router)
+        rows += router_rows(router, "100 prompts in turn")
+    router_unique = runs.get("router_unique")
+    if router_unique:
+        rows += router_rows(router_unique, "every prompt new")
     if prefix:
         rows.append(("Cache hit on a 100K-token prefix vs a 10K one (target <= 2x)",
                      cell(prefix, "cache hit on a 100K-token prefix", 1),
@@ -222,6 +226,8 @@ PLAN = {  # key: (title, script, args, timeout s, repeats)
     "notebook": ("The demo notebook run, exported and imported (bench_notebook.py)", "bench_notebook.py", [], 300, 1),
     "store": ("Store on SQLite and PostgreSQL (bench_store.py)", "bench_store.py", [], 600, 1),
     "router": ("Local router vs the stack's ceiling (load_router.py)", "load_router.py", [], 400, 1),
+    "router_unique": ("Local router vs the stack's ceiling, every prompt new (load_router.py --unique)",
+                      "load_router.py", ["--unique", "--concurrency", "1,64"], 400, 1),
     "prefix": ("Cache hits on long prefixes (bench_prefix.py)", "bench_prefix.py", [], 120, 1),
     "doctor": ("The cache doctor's cost per request (bench_doctor.py)", "bench_doctor.py", [], 300, 1),
     "pdf": ("Memory of sending a 30 MB PDF (mem_pdf.py)", "mem_pdf.py", [], 300, 1),
