@@ -47,10 +47,7 @@ def cli_run(args: argparse.Namespace, client=None) -> int:
     from .notebook_export import export_ipynb, import_ipynb
     from .notebook_report import export_html
 
-    try:
-        data = Path(args.notebook).read_bytes()
-    except OSError as error:
-        raise OSError(f"cannot read {args.notebook}: {error.strerror or error}") from None
+    data = Path(args.notebook).read_bytes()  # a missing file: main() says so in a sentence
     notebook = import_ipynb(data)
     connection = resolve_connection(force_local=args.local)
     if connection.local:

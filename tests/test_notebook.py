@@ -274,7 +274,8 @@ def test_cli_errors_are_one_sentence(tmp_path, monkeypatch, capsys):
     assert main(["notebook", "run", str(foreign), "--out", str(tmp_path / "x.ipynb")]) == 2
     assert capsys.readouterr().err == f"error: {NOT_OURS}\n"
     assert main(["notebook", "run", str(tmp_path / "none.ipynb"), "--out", str(tmp_path / "x.ipynb")]) == 2
-    assert capsys.readouterr().err.startswith(f"error: cannot read {tmp_path / 'none.ipynb'}: ")
+    assert capsys.readouterr().err == (f"error: Cannot use the file {str(tmp_path / 'none.ipynb')!r}: No such file or "
+                                       "directory. Check the path and try again.\n")
     nb = Notebook("Broken")
     nb.add("prompt", user="Hi {{who}}")
     source = tmp_path / "broken.ipynb"
