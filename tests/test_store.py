@@ -428,3 +428,29 @@ def test_instances_starting_at_once_apply_each_migration_once(target):
     assert [v for (v,) in rows] == [m.version for m in MIGRATIONS]
     for store in stores:
         store.close()
+
+
+def test_a_sqlite_file_locked_by_another_instance_is_opened_once_the_lock_goes(tmp_path, monkeypatch):
+    # Seen in CI: four instances opening one new file at once; the one switching to WAL while
+    # another migrated got "database is locked" at once (SQLite calls no busy handler there).
+    import orq_core.store.sqlite as sqlite_backend
+
+    path = tmp_path / "store.db"
+    other = sqlite3.connect(str(path), isolation_level=None)
+    other.execute("CREATE TABLE held (x)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO held VALUES (1)")
+    pauses = []
+
+    def pause_then_release(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            other.execute("COMMIT")
+
+    monkeypatch.setattr(sqlite_backend.time, "sleep", pause_then_release)
+    store = Store(str(path))
+    assert pauses == [0.005, 0.01]
+    assert store._backend.query("PRAGMA journal_mode") == [("wal",)]
+    assert store._backend.query("SELECT x FROM held") == [(1,)]
+    store.close()
+    other.close()

@@ -9,11 +9,32 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from ..errors import StoreConfigError
+
+
+def _enter_wal(db: sqlite3.Connection, timeout_s: float) -> None:
+    """Switches the file to WAL, waiting for another connection's lock like any other statement.
+
+    Changing the journal mode takes an exclusive lock, and SQLite answers "database is locked"
+    at once instead of calling the busy handler: two instances opening a new file at the same
+    moment (one already migrating) would fail. So the retry is ours, up to the same timeout.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause_s = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause_s)
+        pause_s = min(pause_s * 2, 0.1)
 
 
 class SqliteBackend:
@@ -29,7 +50,7 @@ class SqliteBackend:
                 path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=10.0, isolation_level=None)
             if not in_memory:
-                self._db.execute("PRAGMA journal_mode=WAL")
+                _enter_wal(self._db, timeout_s=10.0)
             self._db.execute("PRAGMA synchronous=NORMAL")
         except (OSError, sqlite3.Error) as error:
             raise StoreConfigError(
