@@ -259,7 +259,9 @@ if batch is not None and batch.records:
     charts[1].plotly_chart(cost_figure(batch), width="stretch", key="batch_cost_chart")
     charts[2].plotly_chart(cumulative_cost_figure(batch), width="stretch", key="batch_cumulative_chart")
     actions = st.columns(2)
-    actions[0].download_button("Export JSON", batch.to_json(), file_name=f"batch-{batch.id}.json",
+    # Callables: the files are built when clicked, not on every rerun of a page holding thousands of rows.
+    actions[0].download_button("Export JSON", batch.to_json, file_name=f"batch-{batch.id}.json",
                                mime="application/json", icon=":material/download:", on_click="ignore")
-    actions[1].download_button("Export CSV", records_csv(batch.ordered_records()), file_name=f"batch-{batch.id}.csv",
-                               mime="text/csv", icon=":material/table:", on_click="ignore")
+    actions[1].download_button("Export CSV", lambda: records_csv(batch.ordered_records()),
+                               file_name=f"batch-{batch.id}.csv", mime="text/csv", icon=":material/table:",
+                               on_click="ignore")

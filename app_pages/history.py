@@ -59,5 +59,5 @@ right.plotly_chart(latency_figure(runs), key="history_latency")
 
 st.subheader("Requests")
 st.dataframe(table_rows(runs), hide_index=True, key="history_table")
-st.download_button("Export CSV", to_csv(runs), file_name="history.csv", mime="text/csv",
+st.download_button("Export CSV", lambda: to_csv(runs), file_name="history.csv", mime="text/csv",  # built on click
                    icon=":material/download:", on_click="ignore")

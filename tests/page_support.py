@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import streamlit.testing.v1.app_test as app_test_module
+from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")  # AppTest resolves relative paths from the caller
@@ -24,3 +26,27 @@ def by_label(elements, label):
     matches = [e for e in elements if e.label == label]
     assert matches, f"no widget labelled {label!r}: {[e.label for e in elements]}"
     return matches[0]
+
+
+class _KeptMediaFiles(MediaFileManager):
+    """AppTest makes a media file manager per run and drops it after; this one stays reachable."""
+
+    last: "_KeptMediaFiles | None" = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _KeptMediaFiles.last = self
+
+
+def keep_media_files(monkeypatch) -> None:
+    monkeypatch.setattr(app_test_module, "MediaFileManager", _KeptMediaFiles)
+
+
+def deferred_download(button) -> bytes:
+    """What a click on a download button whose data is a callable hands the browser (after
+    ``keep_media_files``)."""
+    file_id = button.proto.deferred_file_id
+    assert file_id, f"{button.label!r} holds its data, it is not built on click"
+    url = _KeptMediaFiles.last.execute_deferred(file_id)
+    stored_id = url.rsplit("/", 1)[-1].split(".")[0]
+    return _KeptMediaFiles.last._storage.get_file(stored_id).content

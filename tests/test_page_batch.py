@@ -3,10 +3,10 @@
 import json
 
 import pytest
-from page_support import open_app
+from page_support import deferred_download, keep_media_files, open_app
 
 import orq_core.batch
-from orq_core.batch import Batch
+from orq_core.batch import Batch, records_csv
 from orq_core.cost import cost_of
 from orq_core.store import Store
 
@@ -16,7 +16,8 @@ CSV = "question,answer\n" + "".join(f"What is item {n}?,item {n}\n" for n in ran
 
 
 @pytest.fixture
-def app(page_env):
+def app(page_env, monkeypatch):
+    keep_media_files(monkeypatch)
     return open_app("app_pages/batch.py")
 
 
@@ -63,7 +64,10 @@ def test_run_shows_table_summary_projection_and_charts(app):
     assert all(r.why for r in batch.records.values())  # the cache doctor's sentence fills the slot
     assert any(m.value.startswith(f"{SONNET}: at 1,000 rows a day, 30 days cost $") for m in app.markdown)
     assert len(app.get("plotly_chart")) == 3
-    assert [b.label for b in app.get("download_button")] == ["Export JSON", "Export CSV"]
+    exports = app.get("download_button")
+    assert [b.label for b in exports] == ["Export JSON", "Export CSV"]
+    assert json.loads(deferred_download(exports[0]))["summary"][1]["ok"] == 6
+    assert deferred_download(exports[1]).decode() == records_csv(batch.ordered_records())
     saved = Batch.load(Store.default(), batch.id)
     assert len(saved.records) == 12 and json.loads(saved.to_json())["summary"][0]["ok"] == 6
 

@@ -2,7 +2,7 @@
 person's own rows count."""
 
 import pytest
-from page_support import by_label, open_app
+from page_support import by_label, deferred_download, keep_media_files, open_app
 
 from orq_core.history import today_utc
 from orq_core.store import Store
@@ -10,7 +10,8 @@ from test_history import SONNET, seeded_runs
 
 
 @pytest.fixture
-def app(page_env):
+def app(page_env, monkeypatch):
+    keep_media_files(monkeypatch)
     store = Store.default()
     for run in seeded_runs(today_utc()):
         store.log_run(run)  # the single user: the page runs without an identity
@@ -36,6 +37,8 @@ def test_the_figures_are_the_hand_sums_of_the_rows(app):
     table = app.dataframe[0].value
     assert len(table) == 4 and table["cost_usd"].sum() == pytest.approx(0.0198)
     assert list(table["request_id"]) == ["req_d", "req_a", "req_c", "req_b"]
+    exported = deferred_download(by_label(app.download_button, "Export CSV")).decode().splitlines()
+    assert len(exported) == 5 and "request_id" in exported[0] and "req_d" in exported[1]
     assert not app.exception
 
 
