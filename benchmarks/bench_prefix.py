@@ -5,29 +5,41 @@
 A system prompt of 10K and of 100K tokens (``lab_presets.filler_text``, a cache breakpoint on
 it) is written once, then read back by ``--runs`` requests that differ only in their question.
 The router runs in its own process (time_scale 0, so no modelled latency); this process sends
-prebuilt requests over one raw keep-alive connection (``load_router.py``'s client) and checks
-that each request read the whole prefix from the cache. Figures: median milliseconds per
-request, and the 100K / 10K ratio (target at most 2x; the request's bytes grow 10x).
+prebuilt requests over one raw keep-alive connection per prefix (``load_router.py``'s client)
+and checks that each request read the whole prefix from the cache.
+
+Beside it, the simplest baseline: the same two bodies sent to a trivial Starlette app on the
+same uvicorn settings (its own process) that reads the body, ``json.loads`` it and answers with
+the router's recorded bytes (``keep_freed_memory`` says why its process keeps freed memory).
+Its 100K / 10K ratio is what the stack alone pays for a body 10x larger (receiving it, parsing
+it); the difference between the two servers is the router's own work on a hit.
+
+Figures: median milliseconds per request (the servers take turns in blocks, each server's two
+prefixes interleaved), and each server's 100K / 10K ratio (target for the router: at most 2x).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
+import itertools
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load_router import PATH, KEY, ResponseProblem, Server, exchange  # noqa: E402
+from load_router import PATH, KEY, ResponseProblem, Server, exchange, serve_app  # noqa: E402
 from orq_core.lab_presets import filler_text  # noqa: E402
 from orq_core.request import text_part  # noqa: E402
 
 SONNET = "anthropic/claude-sonnet-4-5-20250929"
+BLOCK = 8
 
 
 def request(prefix: str, n: int, port: int) -> bytes:
@@ -39,54 +51,127 @@ def request(prefix: str, n: int, port: int) -> bytes:
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-async def hit_times(port: int, prefixes: list[str], runs: int) -> list[list[float]]:
-    """Milliseconds per request for each prefix, the prefixes' requests interleaved so that
-    changes in the machine's load hit both alike; every request must read its whole prefix."""
-    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in prefixes]
+def keep_freed_memory() -> None:
+    """glibc: serve blocks up to 4 MiB from the heap and keep up to 16 MiB of it free (mallopt
+    M_MMAP_THRESHOLD, M_TRIM_THRESHOLD). A process as small as the baseline otherwise hands its
+    400 KB request buffers back to the OS after every request and faults them in again on the
+    next (~450 page faults per 100K request here), a cost the router's larger, long-lived heap
+    does not pay (about 1 per request); without this the baseline would overstate the stack."""
     try:
-        for (reader, writer), prefix in zip(connections, prefixes):
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, 4 * 1024 * 1024)  # M_MMAP_THRESHOLD
+    mallopt(-1, 16 * 1024 * 1024)  # M_TRIM_THRESHOLD
+
+
+def baseline_app(answer: bytes):
+    """The trivial app: read the body, json.loads it, answer with the router's recorded bytes."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def completions(request):
+        json.loads(await request.body())
+        return Response(answer, media_type="application/json")
+
+    return Starlette(routes=[Route(PATH, completions, methods=["POST"])])
+
+
+async def hit_times(targets: list[tuple[int, str]], runs: int) -> list[list[float]]:
+    """Milliseconds per request for each (port, prefix). A server's prefixes are interleaved
+    request by request; servers take turns in blocks of BLOCK rounds (a server's first request
+    after its turn waits for the scheduler to run it again, which is not the server's cost), so
+    changes in the machine's load hit all alike. Every request must read its whole prefix."""
+    connections = [await asyncio.open_connection("127.0.0.1", port) for port, _ in targets]
+    try:
+        for (reader, writer), (port, prefix) in zip(connections, targets):
             await exchange(reader, writer, request(prefix, -1, port))  # writes the prefix
-        requests = [[request(prefix, n, port) for n in range(runs)] for prefix in prefixes]
-        times: list[list[float]] = [[] for _ in prefixes]
-        for n in range(runs):
-            for i, (reader, writer) in enumerate(connections):
-                started = time.perf_counter()
-                body = await exchange(reader, writer, requests[i][n])
-                times[i].append((time.perf_counter() - started) * 1000)
-                usage = json.loads(body)["usage"]
-                if (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0) < usage["prompt_tokens"] - 100:
-                    raise ResponseProblem(f"request {n} did not read the prefix from the cache: {usage}")
+        requests = [[request(prefix, n, port) for n in range(runs)] for port, prefix in targets]
+        times: list[list[float]] = [[] for _ in targets]
+        turns = [[i for i, (port, _) in enumerate(targets) if port == p] for p in dict.fromkeys(p for p, _ in targets)]
+        for first in range(0, runs, BLOCK):
+            for turn in turns:
+                port, prefix = targets[turn[0]]
+                await exchange(*connections[turn[0]], request(prefix, runs + first, port))  # wakes the server
+                for n, i in itertools.product(range(first, min(first + BLOCK, runs)), turn):
+                    reader, writer = connections[i]
+                    started = time.perf_counter()
+                    body = await exchange(reader, writer, requests[i][n])
+                    times[i].append((time.perf_counter() - started) * 1000)
+                    usage = json.loads(body)["usage"]
+                    if (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0) < usage["prompt_tokens"] - 100:
+                        raise ResponseProblem(f"request {n} did not read the prefix from the cache: {usage}")
         return times
     finally:
         for _, writer in connections:
             writer.close()
 
 
+async def recorded_answer(port: int, prefix: str) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        await exchange(reader, writer, request(prefix, -2, port))
+        return await exchange(reader, writer, request(prefix, -3, port))  # a cache hit
+    finally:
+        writer.close()
+
+
+def measure(short: int, long_: int, runs: int) -> dict[tuple[str, int], float]:
+    """Median ms per request by (server, prefix tokens)."""
+    prefixes = {short: filler_text(short, seed=5), long_: filler_text(long_, seed=5)}
+    router = Server("router")
+    try:
+        asyncio.run(hit_times([(router.port, filler_text(short, seed=3))], 2))  # warm up: imports
+        with tempfile.TemporaryDirectory() as tmp:
+            recorded = Path(tmp) / "answer.json"
+            recorded.write_bytes(asyncio.run(recorded_answer(router.port, filler_text(long_, seed=3))))
+            baseline = Server("baseline", recorded, script=__file__)
+        try:
+            kinds = [(server, tokens) for server in (router, baseline) for tokens in (short, long_)]
+            times = asyncio.run(hit_times([(server.port, prefixes[tokens]) for server, tokens in kinds], runs))
+        finally:
+            baseline.stop()
+    finally:
+        router.stop()
+    return {(server.kind, tokens): statistics.median(t) for (server, tokens), t in zip(kinds, times)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=31)
     parser.add_argument("--quick", action="store_true", help="3 runs of 2K vs 20K tokens (for the test suite)")
+    parser.add_argument("--serve", choices=("baseline",), help=argparse.SUPPRESS)
+    parser.add_argument("--recorded", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        keep_freed_memory()
+        serve_app(baseline_app(Path(args.recorded).read_bytes()))
+        return 0
     short, long_ = (2_000, 20_000) if args.quick else (10_000, 100_000)
     runs = 3 if args.quick else args.runs
-    router = Server("router")
     try:
-        asyncio.run(hit_times(router.port, [filler_text(short, seed=3)], 2))  # warm up: imports
-        times = asyncio.run(hit_times(router.port, [filler_text(short, seed=5), filler_text(long_, seed=5)], runs))
-        medians = {short: statistics.median(times[0]), long_: statistics.median(times[1])}
+        medians = measure(short, long_, runs)
     except ResponseProblem as problem:
         print(f"FAILED: {problem}")
         return 1
-    finally:
-        router.stop()
-    ratio = medians[long_] / medians[short]
-    print(f"Prompt-cache hit, non-streamed, time_scale 0, router in its own process, median of {runs} requests each, interleaved\n")
+    ratio = medians["router", long_] / medians["router", short]
+    stack = medians["baseline", long_] / medians["baseline", short]
+    s, l = f"{short // 1000}K", f"{long_ // 1000}K"
+    print(f"Prompt-cache hit, non-streamed, time_scale 0, router and baseline each in its own process, "
+          f"median of {runs} requests each, the servers in turns of {BLOCK} rounds\n")
     print("| measure | median ms per request | vs the short prefix |")
     print("| --- | ---: | ---: |")
-    print(f"| cache hit on a {short // 1000}K-token prefix | {medians[short]:.2f} | 1.00x |")
-    print(f"| cache hit on a {long_ // 1000}K-token prefix | {medians[long_]:.2f} | {ratio:.2f}x |")
-    print(f"\n{ratio:.2f}x: a hit on a {long_ // 1000}K-token prefix takes {ratio:.2f} times as long as one on a "
-          f"{short // 1000}K-token prefix (target: at most 2x; its request is 10x larger).")
+    print(f"| cache hit on a {s}-token prefix | {medians['router', short]:.2f} | 1.00x |")
+    print(f"| cache hit on a {l}-token prefix | {medians['router', long_]:.2f} | {ratio:.2f}x |")
+    print(f"| baseline (body read + json.loads), {s}-token body | {medians['baseline', short]:.2f} | 1.00x |")
+    print(f"| baseline (body read + json.loads), {l}-token body | {medians['baseline', long_]:.2f} | {stack:.2f}x |")
+    print(f"\n{ratio:.2f}x: a hit on a {l}-token prefix takes {ratio:.2f} times as long as one on a "
+          f"{s}-token prefix (target: at most 2x; its request is 10x larger).")
+    print(f"{stack:.2f}x: the stack alone (uvicorn + Starlette reading the same bodies and json.loads, "
+          f"no router work) takes {stack:.2f} times as long for the {l} body as for the {s} one; "
+          f"the router's own work on a hit adds {medians['router', long_] - medians['baseline', long_]:.2f} ms "
+          f"to the {l} request and {medians['router', short] - medians['baseline', short]:.2f} ms to the {s} one.")
     return 0
 
 

@@ -71,10 +71,6 @@ def request_bytes(body: dict, port: int) -> bytes:
 
 def serve(kind: str, recorded: str | None) -> None:
     """Run in the child: bind a free loopback port, print it, serve until killed."""
-    import uvicorn
-
-    from orq_core.emulator.server import _config
-
     if kind == "router":
         from orq_core.emulator import EmulatorSettings
         from orq_core.emulator.app import create_app
@@ -82,6 +78,15 @@ def serve(kind: str, recorded: str | None) -> None:
         app = create_app(EmulatorSettings(time_scale=0))
     else:
         app = ceiling_app(json.loads(Path(recorded).read_text()))
+    serve_app(app)
+
+
+def serve_app(app) -> None:
+    """Serve ``app`` on a free loopback port with the router's uvicorn settings; print the port first."""
+    import uvicorn
+
+    from orq_core.emulator.server import _config
+
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -112,8 +117,9 @@ def ceiling_app(recorded: dict):
 
 
 class Server:
-    def __init__(self, kind: str, recorded: Path | None = None):
-        args = [sys.executable, __file__, "--serve", kind] + (["--recorded", str(recorded)] if recorded else [])
+    def __init__(self, kind: str, recorded: Path | None = None, script: str = __file__):
+        """``script --serve kind [--recorded path]`` in a child process (this script's servers by default)."""
+        args = [sys.executable, script, "--serve", kind] + (["--recorded", str(recorded)] if recorded else [])
         self.process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.process.stdout.readline()
         if not line.strip().isdigit():

@@ -224,7 +224,7 @@ def _check_content(message: dict, role: str, path: str) -> None:
     if content is None and role == "assistant" and message.get("tool_calls"):
         return
     if isinstance(content, str):
-        if not content.strip() and role != "assistant":
+        if (not content or content.isspace()) and role != "assistant":  # strip() would copy a long text
             _fail(f"{path}.content", "must not be empty")
         return
     if not isinstance(content, list):

@@ -31,6 +31,8 @@ def test_bench_prefix_quick_reports_the_ratio():
     out = run("bench_prefix.py", "--quick")
     assert "| cache hit on a 2K-token prefix |" in out and "| cache hit on a 20K-token prefix |" in out
     assert "times as long as one on a 2K-token prefix" in out
+    assert "| baseline (body read + json.loads), 20K-token body |" in out
+    assert "the stack alone (uvicorn + Starlette reading the same bodies and json.loads" in out
 
 
 def test_bench_client_quick_reports_the_minimal_baseline():
