@@ -362,7 +362,8 @@ if pending is not None:
     mode, target = pending
     painter = LivePainter()
     run_ctx = RunContext(ctx.client, local=ctx.connection.local, on_event=painter,
-                         spent_usd=lambda: ctx.spend.total_usd, budget_usd=ctx.budget_usd)
+                         spent_usd=lambda: ctx.spend.total_usd, budget_usd=ctx.budget_usd,
+                         save_partial=lambda cell, so_far: notebook.save_output(store, cell, so_far))
     if mode == "cell":
         from orq_core.notebook import run_cell
 

@@ -512,8 +512,10 @@ class Notebook:
         for cell in self.cells:
             self.save_output(store, cell)
 
-    def save_output(self, store, cell: Cell) -> None:
-        store.put_item(DOC_KIND, self.id, cell.id, {"output": cell.output.to_dict() if cell.output else None})
+    def save_output(self, store, cell: Cell, output: "CellOutput | None" = None) -> None:
+        """The cell's output, or ``output`` (a running cell's output so far) in its place."""
+        output = output or cell.output
+        store.put_item(DOC_KIND, self.id, cell.id, {"output": output.to_dict() if output else None})
 
     @classmethod
     def load(cls, store, notebook_id: str) -> "Notebook | None":
@@ -590,6 +592,35 @@ class RunContext:
     """None or 0: no spend guard."""
     cancel: threading.Event | None = None
     clock: Callable[[], float] = time.monotonic
+    save_partial: Callable[[Cell, CellOutput], None] | None = None
+    """Saves a Lab or Batch cell's output so far while it runs (see ``PartialOutputs``)."""
+    partial_every_s: float = 1.0
+
+
+INTERRUPTED = ("Interrupted after {done:,} of {total:,} requests: the server stopped while this cell ran. "
+               "What finished is shown; run the cell again for the rest.")
+
+
+class PartialOutputs:
+    """A long cell's output so far, saved as it runs (at most every ``ctx.partial_every_s``) in the
+    form it should have if the server dies now: an error saying it was interrupted, no fingerprint
+    (so the cell is stale and "Run stale" picks it up). The cell's final output replaces it."""
+
+    def __init__(self, cell: Cell, output: CellOutput, ctx: RunContext, total: int):
+        self.cell, self.output, self.ctx, self.total = cell, output, ctx, total
+        self.saved_at: float | None = None
+
+    def offer(self, done: int, fill: Callable[[CellOutput], None]) -> None:
+        if self.ctx.save_partial is None or done >= self.total:
+            return
+        now = self.ctx.clock()
+        if self.saved_at is not None and now - self.saved_at < self.ctx.partial_every_s:
+            return
+        self.saved_at = now
+        partial = CellOutput("", "error", ran_at=self.output.ran_at, router=self.output.router,
+                             error=INTERRUPTED.format(done=done, total=self.total))
+        fill(partial)
+        self.ctx.save_partial(self.cell, partial)
 
 
 def _priced(answered: str, requested: str) -> str:
@@ -690,20 +721,29 @@ def _run_lab(cell: Cell, inputs: LabInputs, ctx: RunContext, output: CellOutput)
     from .lab import check_experiment_budget, preflight, run_experiment
 
     config = lab_config(inputs)
-    check_experiment_budget(preflight(config), ctx.spent_usd(), ctx.budget_usd)
+    plan = preflight(config)
+    check_experiment_budget(plan, ctx.spent_usd(), ctx.budget_usd)
+    records = []
+    partial = PartialOutputs(cell, output, ctx, total=sum(len(e.usages) for e in plan.estimates))
 
     def recorded(record) -> None:
+        records.append(record)
         if ctx.on_event:
             ctx.on_event(cell, record)
+        partial.offer(len(records), lambda out: _fill_lab_requests(out, records))
 
     result = run_experiment(config, ctx.client, on_record=recorded, cancel=ctx.cancel)
     output.lab = result.to_dict()
-    output.requests = [RequestFigures(f"{r.arm} #{r.request}", r.answered_by or r.model, r.usage, float(r.cost_usd),
-                                      float(r.baseline_usd), r.ttft_ms, r.latency_ms, r.error)
-                       for r in result.records]
+    _fill_lab_requests(output, result.records)
     failed = [r for r in result.records if r.status == "failed"]
     if failed:
         raise NotebookError(f"{len(failed)} of {len(result.records)} lab requests failed; the first: {failed[0].error}")
+
+
+def _fill_lab_requests(output: CellOutput, records) -> None:
+    output.requests = [RequestFigures(f"{r.arm} #{r.request}", r.answered_by or r.model, r.usage, float(r.cost_usd),
+                                      float(r.baseline_usd), r.ttft_ms, r.latency_ms, r.error)
+                       for r in records]
 
 
 def _run_batch(cell: Cell, inputs: BatchInputs, ctx: RunContext, output: CellOutput) -> None:

@@ -48,17 +48,30 @@ def build_batch(inputs):
 
 def run_batch_cell(cell, inputs, ctx, output) -> None:
     from .batch import check_batch_budget, run_batch
-    from .notebook import NotebookError, RequestFigures
+    from .notebook import NotebookError, PartialOutputs
 
     batch = build_batch(inputs)
     check_batch_budget(batch, ctx.spent_usd(), ctx.budget_usd)
+    partial = PartialOutputs(cell, output, ctx, total=batch.total)
 
     def recorded(record, progress) -> None:
         if ctx.on_event:
             ctx.on_event(cell, record)
+        partial.offer(progress.done, lambda out: fill_batch_output(out, batch))
 
     stop = ctx.cancel.is_set if ctx.cancel is not None else None
     run_batch(ctx.client, batch, on_record=recorded, should_stop=stop, page="notebook")
+    records = fill_batch_output(output, batch)
+    failed = [r for r in records if not r.ok]
+    if failed:
+        raise NotebookError(f"{len(failed)} of {len(records)} batch requests failed; the first (row {failed[0].row}, "
+                            f"{failed[0].target}): {failed[0].error}")
+
+
+def fill_batch_output(output, batch) -> list:
+    """Puts the batch's records so far in the cell's output; returns them in order."""
+    from .notebook import RequestFigures
+
     records = batch.ordered_records()
     output.batch = json.loads(batch.to_json())  # plain JSON types (no tuples): equal to itself reloaded
     output.table = [s.to_dict() for s in batch.summary()]
@@ -66,10 +79,7 @@ def run_batch_cell(cell, inputs, ctx, output) -> None:
                                       float(r.cost.no_cache_total), r.ttft_ms, r.latency_ms, r.error)
                        for r in records]
     output.notes = [f"Row {r.row} · {r.target}: {r.why}" for r in records if r.why]
-    failed = [r for r in records if not r.ok]
-    if failed:
-        raise NotebookError(f"{len(failed)} of {len(records)} batch requests failed; the first (row {failed[0].row}, "
-                            f"{failed[0].target}): {failed[0].error}")
+    return records
 
 
 def batch_markdown(summary: list[dict], records: list[dict]) -> str:

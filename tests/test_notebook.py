@@ -298,3 +298,47 @@ def test_run_cell_reports_a_router_error_in_the_cell(run_ctx):
     cell = nb.add("prompt", user="Hi", model="anthropic/claude-nonexistent-1")
     output = run_cell(nb, cell.id, run_ctx)
     assert output.status == "error" and "claude-nonexistent-1" in output.error
+
+
+class ServerKilled(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no `finally` saves anything."""
+
+
+@pytest.mark.parametrize("kind", ["batch", "lab"])
+def test_a_long_cell_saves_as_it_goes_and_a_killed_run_reopens_interrupted(kind, client, tmp_path):
+    store = Store(tmp_path / "nb.db")
+    nb = Notebook("Long cells")
+    if kind == "batch":
+        cell = nb.add("batch", template="Tell me about {{city}}.", max_tokens=50, concurrency=1,
+                      table="city\n" + "\n".join(f"Town {n}" for n in range(1, 9)), targets=(SONNET,))
+    else:
+        cell = nb.add("lab", preset="book", requests=4, context_tokens=2_000, max_tokens=50)  # 2 arms x 4
+    nb.save(store)
+    ticks = iter(range(1_000))
+    saves = []
+
+    def save_then_die_at_the_third(c, so_far) -> None:
+        saves.append(len(so_far.requests))
+        nb.save_output(store, c, so_far)
+        if len(saves) == 3:
+            raise ServerKilled
+
+    ctx = RunContext(client, local=True, clock=lambda: float(next(ticks)), partial_every_s=2.0,
+                     save_partial=save_then_die_at_the_third)
+    with pytest.raises(ServerKilled):
+        run_cell(nb, cell.id, ctx)
+
+    assert saves == [1, 3, 5]  # the first request, then at most every 2 s of the (fake) clock
+    back = Notebook.load(store, nb.id)
+    kept = back.cell(cell.id).output
+    assert kept.status == "error" and len(kept.requests) == 5 and all(r.usage.output_tokens for r in kept.requests)
+    assert kept.error == ("Interrupted after 5 of 8 requests: the server stopped while this cell ran. What finished "
+                          "is shown; run the cell again for the rest.")
+    assert back.stale_cells() == [back.cell(cell.id)]  # "Run stale" runs it again
+
+    steps = list(run_all(back, RunContext(client, local=True, save_partial=lambda c, o: back.save_output(store, c, o))))
+    assert [s.output.status for s in steps if s.output] == ["ok"]
+    back.save_output(store, back.cell(cell.id))
+    reopened = Notebook.load(store, nb.id)
+    done = reopened.cell(cell.id).output
+    assert done.ok and done.error is None and len(done.requests) == 8 and reopened.stale_cells() == []

@@ -207,3 +207,23 @@ def test_import_an_exported_notebook_and_refuse_a_foreign_one(page_env):
     assert [c.inputs for c in imported.cells] == [c.inputs for c in saved.cells]
     assert at.query_params["nb"] == imported.id
     assert Store.default().load_doc("notebook", imported.id).name == saved.title
+
+
+def test_a_cell_cut_off_by_a_killed_server_opens_with_what_finished(page_env):
+    from orq_core.notebook import INTERRUPTED, CellOutput, RequestFigures
+
+    nb = Notebook("Killed mid-batch")
+    cell = nb.add("batch", template="About {{city}}", table="city\nLima\nQuito\nOslo",
+                  targets=("anthropic/claude-sonnet-4-5-20250929",))
+    nb.save(Store.default())
+    so_far = CellOutput("", "error", error=INTERRUPTED.format(done=1, total=3),
+                        requests=[RequestFigures("row 1", "anthropic/claude-sonnet-4-5-20250929")])
+    nb.save_output(Store.default(), cell, so_far)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page(PAGE)
+    at.query_params["nb"] = nb.id
+    at.run()
+    ok(at)
+    assert INTERRUPTED.format(done=1, total=3) in [e.value for e in at.error]
+    assert at.button(key="nb_run_stale").label == "Run stale (1)"
