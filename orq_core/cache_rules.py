@@ -57,9 +57,10 @@ def read_and_write_tokens(cumulative: Sequence[int], read_at: int, to_write: Seq
     return read, write
 
 
-def chain_digests(seed: bytes, digests: Iterable[bytes]) -> list[bytes]:
-    """keys[i] identifies the prefix of blocks 0..i: a hash chained over the block digests."""
-    running = hashlib.sha256(seed).digest()
+def chain_digests(seed: bytes, digests: Iterable[bytes], after: bytes | None = None) -> list[bytes]:
+    """keys[i] identifies the prefix of blocks 0..i: a hash chained over the block digests.
+    ``after``: the key of the blocks before these (continues a chain; ``seed`` is then unused)."""
+    running = hashlib.sha256(seed).digest() if after is None else after
     keys = []
     for digest in digests:
         running = hashlib.sha256(running + digest).digest()

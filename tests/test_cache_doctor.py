@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from orq_core.cache_doctor import ago, connection_digest, doctor_for
+from orq_core.cache_doctor import FORGET_AFTER_S, LEDGER_KIND, ago, connection_digest, doctor_for
 from orq_core.client import OrqClient
 from orq_core.request import image_part_from_bytes, system_message, text_part, user_message
 from orq_core.store import Store
@@ -127,6 +127,44 @@ def test_another_client_on_the_key_is_named_in_the_difference(router, store):
     assert check.expected_read_tokens == 0 and check.reported_read_tokens > 0
     assert check.verdict.startswith(f"the router read {check.reported_read_tokens:,} where 0 were expected")
     assert client.create(payload()).cache.matched  # the ledger was corrected
+
+
+def test_an_entry_expired_within_a_day_still_explains_the_miss(router, store, fake_clock):
+    client = client_for(router, store)
+    entry_key = client.create(payload()).cache.write_keys[0]
+    fake_clock.advance(300 + 23 * 3600)  # expired 23 h ago: past its use, not past the sentence's
+    client.create(payload(system=LONG_SYSTEM + " Be brief."))  # a write: the ledger is pruned now
+    assert store.get_item(LEDGER_KIND, client.doctor.ledger(SONNET).doc_id, entry_key) is not None
+    back = client.create(payload()).cache
+    assert back.why == (f"miss: the entry expired 23 h 0 min ago (5m TTL, last used 23 h 5 min ago); "
+                        f"writes {back.expected_write_tokens:,}")
+    assert back.matched
+
+
+def test_an_entry_expired_more_than_a_day_ago_is_pruned(router, store, fake_clock):
+    client = client_for(router, store)
+    doc_id = client.doctor.ledger(SONNET).doc_id
+    old_key = client.create(payload()).cache.write_keys[0]
+    fake_clock.advance(300 + FORGET_AFTER_S + 60)
+    new_key = client.create(payload(system=LONG_SYSTEM + " Be brief.")).cache.write_keys[0]
+    assert store.get_item(LEDGER_KIND, doc_id, old_key) is None
+    assert store.get_item(LEDGER_KIND, doc_id, new_key)["tokens"] > 1024
+    assert [key for key, _ in store.items(LEDGER_KIND, doc_id)] == sorted(["_last", new_key])
+    back = client.create(payload()).cache  # nothing left to say it expired: the change is the reason
+    assert back.why == f"rewrites {back.expected_write_tokens:,}: the system prompt changed since the last request"
+    assert back.matched
+
+
+def test_a_prediction_reads_only_its_own_positions_from_the_ledger(router, store):
+    client = client_for(router, store)
+    for n in range(30):  # thirty distinct cached prefixes in one ledger
+        client.create(payload(system=f"{n}. " + LONG_SYSTEM))
+    asked = []
+    original = store.get_items
+    store.get_items = lambda kind, doc_id, keys: asked.append(list(keys)) or original(kind, doc_id, keys)
+    check = client.doctor.predict(payload(system="7. " + LONG_SYSTEM))
+    assert check.expected_read_tokens > 1024
+    assert asked == [["_last", check.candidate_keys[0]]]  # one breakpoint: one position, not 30 entries
 
 
 def test_ledger_is_kept_per_connection_without_the_key(store):

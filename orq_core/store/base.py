@@ -10,6 +10,7 @@ into a string is scrubbed on the way in.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -18,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from ..errors import StoreConfigError
 from ..types import RunRecord
@@ -39,6 +40,8 @@ _RUN_COLUMNS = ("id, ts, page, model, answered_by, status, http_status, input_to
                 "cache_write_tokens, output_tokens, reasoning_tokens, usage_json, cost_usd, ttft_ms, "
                 "latency_ms, error, request_id")
 _DOC_COLUMNS = "kind, id, name, data, created, updated"
+_KEYS_PER_QUERY = 150
+"""Keys (or rows of six values) per statement: well under SQLite's oldest limit of 999 parameters."""
 
 
 def scrub(text: str | None) -> str | None:
@@ -244,9 +247,52 @@ class Store:
             (self.owner, kind, doc_id))
         return [(key, _loads(data)) for key, data in rows]
 
-    def delete_items(self, kind: str, doc_id: str) -> int:
-        return self._backend.execute("DELETE FROM doc_items WHERE owner = ? AND kind = ? AND doc_id = ?",
-                                     (self.owner, kind, doc_id))
+    def get_items(self, kind: str, doc_id: str, keys: Iterable[str]) -> dict[str, dict]:
+        """The items among ``keys`` that exist, by key: one indexed query (per ``_KEYS_PER_QUERY`` keys),
+        however many items the document holds."""
+        found: dict[str, dict] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), _KEYS_PER_QUERY):
+            chunk = wanted[start:start + _KEYS_PER_QUERY]
+            rows = self._backend.query(
+                "SELECT key, data FROM doc_items WHERE owner = ? AND kind = ? AND doc_id = ? "
+                f"AND key IN ({', '.join('?' * len(chunk))})", (self.owner, kind, doc_id, *chunk))
+            found.update((key, _loads(data)) for key, data in rows)
+        return found
+
+    def put_items(self, kind: str, doc_id: str, items: dict[str, dict]) -> None:
+        """Insert or replace several items of a document at once: all of them or none."""
+        if not items:
+            return
+        now = self._clock()
+        rows = [(self.owner, kind, doc_id, key, scrub(json.dumps(data, default=str)), now)
+                for key, data in items.items()]
+        with self._chunked(len(rows)):
+            for start in range(0, len(rows), _KEYS_PER_QUERY):
+                chunk = rows[start:start + _KEYS_PER_QUERY]
+                self._backend.execute(
+                    "INSERT INTO doc_items (owner, kind, doc_id, key, data, updated) VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
+                    + " ON CONFLICT (owner, kind, doc_id, key) DO UPDATE SET data = excluded.data, "
+                    "updated = excluded.updated", tuple(value for row in chunk for value in row))
+
+    def delete_items(self, kind: str, doc_id: str, keys: Iterable[str] | None = None) -> int:
+        """Deletes the document's items: all of them, or only those among ``keys``."""
+        if keys is None:
+            return self._backend.execute("DELETE FROM doc_items WHERE owner = ? AND kind = ? AND doc_id = ?",
+                                         (self.owner, kind, doc_id))
+        wanted, deleted = list(dict.fromkeys(keys)), 0
+        with self._chunked(len(wanted)):
+            for start in range(0, len(wanted), _KEYS_PER_QUERY):
+                chunk = wanted[start:start + _KEYS_PER_QUERY]
+                deleted += self._backend.execute(
+                    "DELETE FROM doc_items WHERE owner = ? AND kind = ? AND doc_id = ? "
+                    f"AND key IN ({', '.join('?' * len(chunk))})", (self.owner, kind, doc_id, *chunk))
+        return deleted
+
+    def _chunked(self, count: int):
+        """One statement is a transaction of its own; several chunks are grouped into one."""
+        return self._backend.transaction() if count > _KEYS_PER_QUERY else contextlib.nullcontext()
 
 
 def _path_key(path: Path) -> str:
