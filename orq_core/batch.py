@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Callable, Iterable
 
-from .budget import SpendGuardError, request_ceiling
+from .budget import PAGE_BUDGET, BudgetWords, SpendGuardError, request_ceiling
 from .catalog import UnknownModelError, catalog
 from .cost import ZERO_COST, CostBreakdown, cost_of, format_usd
 from .errors import OrqError, describe
@@ -521,7 +521,8 @@ def batch_ceiling(batch: Batch) -> Decimal:
                Decimal(0))
 
 
-def check_batch_budget(batch: Batch, spent_usd: float, budget_usd: float | None) -> Decimal:
+def check_batch_budget(batch: Batch, spent_usd: float, budget_usd: float | None,
+                       words: BudgetWords = PAGE_BUDGET) -> Decimal:
     """The ceiling of what is left to run; SpendGuardError naming the numbers when it could pass the budget."""
     if not budget_usd:
         return Decimal(0)
@@ -533,8 +534,8 @@ def check_batch_budget(batch: Batch, spent_usd: float, budget_usd: float | None)
         raise SpendGuardError(
             f"Not sent: {rows:,} rows x {targets} targets = {len(pending):,} requests could cost up to "
             f"{format_usd(ceiling)} together (input estimate, output at max_tokens {batch.spec.max_tokens:,}) and "
-            f"this session has spent {format_usd(spent_usd)} of its {format_usd(budget_usd)} budget. Take fewer "
-            "rows or targets, lower max_tokens, or raise the budget in the sidebar.")
+            f"{words.holder} has spent {format_usd(spent_usd)} of its {format_usd(budget_usd)} budget. Take fewer "
+            f"rows or targets, lower max_tokens, or {words.remedy}.")
     return ceiling
 
 

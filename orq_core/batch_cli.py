@@ -17,7 +17,7 @@ from typing import Callable
 
 from .batch import (MAX_CONCURRENCY, RECORD_COLUMNS, Batch, BatchInputError, BatchSpec, check_batch_budget,
                     check_expected, check_spec, choose_rows, load_dataset, pool_size)
-from .budget import add_spend_limit_option, cli_spend_limit
+from .budget import CLI_BUDGET, add_spend_limit_option, cli_spend_limit
 from .catalog import DEFAULT_MODEL
 from .connection import add_local_option
 from .cost import format_usd
@@ -95,10 +95,10 @@ def cli_batch(args: argparse.Namespace, print_fn: Callable[[str], None] = print,
     if own_client:
         connection = resolve_connection(force_local=args.local)
         budget = cli_spend_limit(args.max_spend, connection.local)
-        check_batch_budget(batch, 0.0, budget)
+        check_batch_budget(batch, 0.0, budget, CLI_BUDGET)
         client = make_client(connection, page="batch", store=store, max_connections=max(20, pool_size(spec)))
     elif args.max_spend is not None:
-        check_batch_budget(batch, 0.0, args.max_spend)
+        check_batch_budget(batch, 0.0, args.max_spend, CLI_BUDGET)
     try:
         writer = csv.DictWriter(out, fieldnames=RECORD_COLUMNS, lineterminator="\n") if out else None
         if writer:

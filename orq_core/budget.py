@@ -19,6 +19,21 @@ class SpendGuardError(OrqError):
     """The request was not sent: it could exceed the session's budget."""
 
 
+SPEND_LIMIT_OPTION = "--max-spend"
+
+
+@dataclass(frozen=True)
+class BudgetWords:
+    """Whose budget a refusal names and where it is raised: the page's sidebar or the CLI's option."""
+
+    holder: str
+    remedy: str
+
+
+PAGE_BUDGET = BudgetWords("this session", "raise the budget in the sidebar")
+CLI_BUDGET = BudgetWords("this run", f"raise {SPEND_LIMIT_OPTION}")
+
+
 def estimate_input_tokens(payload: dict) -> int:
     from .emulator.prompt import count_prompt_tokens
 
@@ -31,15 +46,16 @@ def request_ceiling(payload: dict) -> Decimal:
     return worst_case_cost(payload["model"], estimate_input_tokens(payload), int(payload.get("max_tokens") or 0), ttl)
 
 
-def check_budget(payload: dict, spent_usd: float, budget_usd: float | None) -> Decimal:
+def check_budget(payload: dict, spent_usd: float, budget_usd: float | None,
+                 words: BudgetWords = PAGE_BUDGET) -> Decimal:
     """Returns the ceiling; raises SpendGuardError when spent + ceiling would pass the budget.
     A budget of None or 0 means no guard."""
     ceiling = request_ceiling(payload)
     if budget_usd and Decimal(str(spent_usd)) + ceiling > Decimal(str(budget_usd)):
         raise SpendGuardError(
             f"Not sent: this request could cost up to {format_usd(ceiling)} (input estimate, output at "
-            f"max_tokens) and this session has spent {format_usd(spent_usd)} of its {format_usd(budget_usd)} "
-            "budget. Lower max_tokens, shorten the prompt, or raise the budget in the sidebar.")
+            f"max_tokens) and {words.holder} has spent {format_usd(spent_usd)} of its {format_usd(budget_usd)} "
+            f"budget. Lower max_tokens, shorten the prompt, or {words.remedy}.")
     return ceiling
 
 
@@ -70,7 +86,7 @@ class BudgetDefaults:
 
 def add_spend_limit_option(parser, refusal: str = "refuse to start when the worst case exceeds this many USD") -> None:
     """``--max-spend`` for CLI commands that send many requests (lab, batch, notebook run)."""
-    parser.add_argument("--max-spend", type=float, default=None,
+    parser.add_argument(SPEND_LIMIT_OPTION, type=float, default=None,
                         help=f"{refusal} (default: $1 against Orq, no limit on the local router)")
 
 

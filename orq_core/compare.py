@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Callable, Iterator
 
-from .budget import SpendGuardError, request_ceiling
+from .budget import PAGE_BUDGET, BudgetWords, SpendGuardError, request_ceiling
 from .connection import add_local_option
 from .cost import cost_of, format_usd
 from .errors import OrqError, describe
@@ -379,15 +379,16 @@ def batch_ceiling(payloads: list[dict], repeat: int = 1) -> Decimal:
     return sum((request_ceiling(p) for p in payloads), Decimal(0)) * repeat
 
 
-def check_batch_budget(payloads: list[dict], repeat: int, spent_usd: float, budget_usd: float | None) -> Decimal:
+def check_batch_budget(payloads: list[dict], repeat: int, spent_usd: float, budget_usd: float | None,
+                       words: BudgetWords = PAGE_BUDGET) -> Decimal:
     """Like ``budget.check_budget`` but for all columns and repeats at once: the per-request guard
     alone would let 4 columns x N repeats pass a budget each one fits under."""
     ceiling = batch_ceiling(payloads, repeat)
     if budget_usd and Decimal(str(spent_usd)) + ceiling > Decimal(str(budget_usd)):
         raise SpendGuardError(
             f"Not sent: these {len(payloads) * repeat} requests could cost up to {format_usd(ceiling)} together "
-            f"(input estimate, output at max_tokens) and this session has spent {format_usd(spent_usd)} of its "
-            f"{format_usd(budget_usd)} budget. Lower max_tokens or the repeats, or raise the budget in the sidebar.")
+            f"(input estimate, output at max_tokens) and {words.holder} has spent {format_usd(spent_usd)} of its "
+            f"{format_usd(budget_usd)} budget. Lower max_tokens or the repeats, or {words.remedy}.")
     return ceiling
 
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from decimal import Decimal
 from typing import Callable, Iterable
 
-from .budget import add_spend_limit_option, cli_spend_limit
+from .budget import PAGE_BUDGET, SPEND_LIMIT_OPTION, BudgetWords, add_spend_limit_option, cli_spend_limit
 from .catalog import DEFAULT_MODEL, Model, catalog
 from .connection import add_local_option
 from .cost import CostBreakdown, cost_of, worst_case_cost
@@ -684,7 +684,8 @@ def comparison_table(comparison: dict) -> list[dict]:
     return rows
 
 
-def check_experiment_budget(check: Preflight, spent_usd: float, budget_usd: float | None) -> Decimal:
+def check_experiment_budget(check: Preflight, spent_usd: float, budget_usd: float | None,
+                            words: BudgetWords = PAGE_BUDGET) -> Decimal:
     """``budget.check_budget`` for a whole experiment: returns the most it can cost, or raises
     SpendGuardError (nothing sent) when the session's spend plus that could pass the budget.
     A budget of None or 0 means no guard."""
@@ -694,9 +695,9 @@ def check_experiment_budget(check: Preflight, spent_usd: float, budget_usd: floa
     if budget_usd and Decimal(str(spent_usd)) + check.worst_case > Decimal(str(budget_usd)):
         raise SpendGuardError(
             f"Not started: this experiment could cost up to {format_usd(check.worst_case)} (every request of "
-            f"every arm and model, input estimated, output at max_tokens) and this session has spent "
+            f"every arm and model, input estimated, output at max_tokens) and {words.holder} has spent "
             f"{format_usd(spent_usd)} of its {format_usd(budget_usd)} budget. Use fewer requests, arms or "
-            "models, a smaller context or max_tokens, or raise the budget in the sidebar.")
+            f"models, a smaller context or max_tokens, or {words.remedy}.")
     return check.worst_case
 
 
@@ -902,7 +903,7 @@ def cli_lab(args: argparse.Namespace, *, client_factory: Callable[..., object] |
     limit = cli_spend_limit(args.max_spend, local)
     if limit is not None and check.worst_case > Decimal(str(limit)):
         print(f"error: not started: this experiment could cost up to {format_usd(check.worst_case)}, "
-              f"over the {format_usd(limit)} limit (raise it with --max-spend)", file=sys.stderr)
+              f"over the {format_usd(limit)} limit (raise it with {SPEND_LIMIT_OPTION})", file=sys.stderr)
         return 2
     for warning in check.warnings:
         print(f"warning: {warning}", file=sys.stderr)

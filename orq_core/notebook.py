@@ -17,7 +17,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable, Iterator, get_type_hints
 
-from .budget import check_budget
+from .budget import PAGE_BUDGET, BudgetWords, check_budget
 from .catalog import DEFAULT_MODEL, catalog
 from .cost import cost_of, format_usd
 from .errors import OrqError, describe
@@ -590,6 +590,8 @@ class RunContext:
     """What this session has spent so far (the spend guard adds a cell's worst case to it)."""
     budget_usd: float | None = None
     """None or 0: no spend guard."""
+    budget_words: BudgetWords = PAGE_BUDGET
+    """How a refusal names the budget: the sidebar's on a page, ``--max-spend`` from the CLI."""
     cancel: threading.Event | None = None
     clock: Callable[[], float] = time.monotonic
     save_partial: Callable[[Cell, CellOutput], None] | None = None
@@ -652,7 +654,7 @@ def _run_prompt(cell: Cell, inputs: PromptInputs, ctx: RunContext, output: CellO
     if not inputs.user.strip():
         raise NotebookError("The Prompt cell has no user message: write one, then run it.")
     payload = prompt_payload(inputs)
-    check_budget(payload, ctx.spent_usd(), ctx.budget_usd)
+    check_budget(payload, ctx.spent_usd(), ctx.budget_usd, ctx.budget_words)
     completion = None
     for event in ctx.client.stream(payload, page="notebook", cancel=ctx.cancel):
         if ctx.on_event and isinstance(event, (TextDelta, ReasoningDelta)):
@@ -677,7 +679,8 @@ def _run_compare(cell: Cell, inputs: CompareInputs, ctx: RunContext, output: Cel
     comparison = Comparison([CompareTarget(slug, max_tokens=inputs.max_tokens) for slug in inputs.targets],
                             inputs.system, inputs.cache_system, inputs.cache_ttl)
     prepared = comparison.prepare(inputs.user)
-    check_batch_budget([p for p in prepared if isinstance(p, dict)], 1, ctx.spent_usd(), ctx.budget_usd)
+    check_batch_budget([p for p in prepared if isinstance(p, dict)], 1, ctx.spent_usd(), ctx.budget_usd,
+                       ctx.budget_words)
     events = comparison.ask(ctx.client, inputs.user, prepared=prepared, cancel=ctx.cancel)
     try:
         for event in events:
@@ -722,7 +725,7 @@ def _run_lab(cell: Cell, inputs: LabInputs, ctx: RunContext, output: CellOutput)
 
     config = lab_config(inputs)
     plan = preflight(config)
-    check_experiment_budget(plan, ctx.spent_usd(), ctx.budget_usd)
+    check_experiment_budget(plan, ctx.spent_usd(), ctx.budget_usd, ctx.budget_words)
     records = []
     partial = PartialOutputs(cell, output, ctx, total=sum(len(e.usages) for e in plan.estimates))
 

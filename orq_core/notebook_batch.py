@@ -51,7 +51,7 @@ def run_batch_cell(cell, inputs, ctx, output) -> None:
     from .notebook import NotebookError, PartialOutputs
 
     batch = build_batch(inputs)
-    check_batch_budget(batch, ctx.spent_usd(), ctx.budget_usd)
+    check_batch_budget(batch, ctx.spent_usd(), ctx.budget_usd, ctx.budget_words)
     partial = PartialOutputs(cell, output, ctx, total=batch.total)
 
     def recorded(record, progress) -> None:

@@ -41,7 +41,7 @@ def cli_demo(args: argparse.Namespace) -> int:
 
 
 def cli_run(args: argparse.Namespace, client=None) -> int:
-    from .budget import SessionSpend, cli_spend_limit
+    from .budget import CLI_BUDGET, SessionSpend, cli_spend_limit
     from .connection import make_client, resolve_connection
     from .store import Store
     from .notebook_export import export_ipynb, import_ipynb
@@ -56,7 +56,8 @@ def cli_run(args: argparse.Namespace, client=None) -> int:
     spend = SessionSpend(Store.default())
     own_client = client is None
     client = client or make_client(connection, page="notebook", store=spend)
-    run_ctx = RunContext(client, local=connection.local, spent_usd=lambda: spend.total_usd, budget_usd=limit)
+    run_ctx = RunContext(client, local=connection.local, spent_usd=lambda: spend.total_usd, budget_usd=limit,
+                         budget_words=CLI_BUDGET)
     try:
         for progress in run_all(notebook, run_ctx):
             if progress.output is not None:

@@ -90,6 +90,22 @@ def test_bad_input_exits_non_zero_with_one_sentence(data_csv, extra, message):
     assert (result.returncode, result.stderr.strip(), result.stdout) == (2, message, "")
 
 
+def test_the_spend_limit_refusal_names_the_cli_option_not_the_sidebar(data_csv, tmp_path):
+    from orq_core.batch import Batch, batch_ceiling, choose_rows, load_dataset
+    from orq_core.batch_cli import spec_from_args
+    from orq_core.cost import format_usd
+
+    args = ["--input", str(data_csv), "--template", "Q: {{question}}", "--max-tokens", "2000"]
+    spec = spec_from_args(build_parser().parse_args(["batch", *args]))
+    ceiling = batch_ceiling(Batch.new(spec, choose_rows(load_dataset(data_csv.read_bytes(), str(data_csv)))))
+    result = cli(*args, "--max-spend", "0.001")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"error: Not sent: 6 rows x 1 targets = 6 requests could cost up to {format_usd(ceiling)} together (input "
+        "estimate, output at max_tokens 2,000) and this run has spent $0 of its $0.001 budget. Take fewer rows or "
+        "targets, lower max_tokens, or raise --max-spend.\n")
+
+
 def test_unreadable_and_empty_files(tmp_path):
     missing = cli("--input", str(tmp_path / "none.csv"), "--template", "x")
     assert missing.returncode == 2

@@ -290,7 +290,8 @@ def test_cli_errors_are_one_sentence(tmp_path, monkeypatch, capsys):
     assert main(["notebook", "run", str(demo), "--out", str(tmp_path / "z.ipynb"), "--max-spend", "0.001"]) == 1
     last = capsys.readouterr().err.splitlines()[-1]
     assert last.startswith("error: cell 4 (Prompt) failed: Not sent: this request could cost up to $0.0")
-    assert last.endswith("budget. Lower max_tokens, shorten the prompt, or raise the budget in the sidebar.")
+    assert last.endswith("and this run has spent $0 of its $0.001 budget. Lower max_tokens, shorten the prompt, "
+                         "or raise --max-spend.")
 
 
 def test_run_cell_reports_a_router_error_in_the_cell(run_ctx):

@@ -126,6 +126,8 @@ def test_the_spend_guard_refuses_with_the_numbers(app):
     run(app)
     assert app.session_state.get("batch") is None
     assert app.error[0].value.startswith("Not sent: 6 rows x 2 targets = 12 requests could cost up to $")
+    assert app.error[0].value.endswith("and this session has spent $0 of its $0.0001 budget. Take fewer rows or "
+                                       "targets, lower max_tokens, or raise the budget in the sidebar.")
 
 
 def test_the_chat_parameter_rules_apply_before_sending(app):

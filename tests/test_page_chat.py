@@ -147,6 +147,8 @@ def test_spend_guard_refuses_before_sending_and_keeps_the_message(app):
     assert conversation(app).turns == []
     errors = " ".join(e.value for e in app.error)
     assert "Not sent: this request could cost up to $0.12" in errors
+    assert errors.endswith("and this session has spent $0 of its $0.001 budget. Lower max_tokens, shorten the "
+                           "prompt, or raise the budget in the sidebar.")
     assert "An expensive question" in " ".join(c.value for c in app.code)
     assert app.session_state["_spend"].requests == 0
 
