@@ -8,7 +8,7 @@ multipliers (5-minute write 1.25x, 1-hour write 2x, read 0.1x) unless a model ov
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -96,6 +96,9 @@ class Catalog:
     prices_source: str
     models: tuple[Model, ...]
     providers: tuple[Provider, ...]
+    _resolved: dict[str, "Target"] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """slug -> Target, for slugs that resolved (a fixed, small set); the router resolves every
+    request's model several times."""
 
     def model(self, model_id: str) -> Model:
         for model in self.models:
@@ -111,6 +114,12 @@ class Catalog:
 
     def resolve(self, slug: str) -> Target:
         """Turn 'aws/anthropic/claude-...' (or a bare model id) into a Target."""
+        target = self._resolved.get(slug)
+        if target is None:
+            target = self._resolved[slug] = self._resolve(slug)
+        return target
+
+    def _resolve(self, slug: str) -> Target:
         # Longest prefix first: 'aws/anthropic/' must not be read as 'anthropic/'.
         for provider in sorted(self.providers, key=lambda p: -len(p.prefix)):
             if slug.startswith(provider.prefix):

@@ -480,19 +480,22 @@ def _marker(holder: dict, path: str) -> list[tuple[str, Any]]:
     return [(f"{path}.cache_control", holder["cache_control"])] if "cache_control" in holder else []
 
 
-def _check_cache_control(payload: dict) -> None:
+def _check_cache_control(payload: dict) -> list["Breakpoint"]:
+    """The rule; returns the breakpoints it found, so segmentation need not find them again."""
     sites = _cache_sites(payload)
     for path, value in sites:
         _check_cache_value(value, path)
     if len(sites) > MAX_CACHE_BREAKPOINTS:
         _fail(sites[MAX_CACHE_BREAKPOINTS][0],
               f"at most {MAX_CACHE_BREAKPOINTS} cache breakpoints per request; this is number {MAX_CACHE_BREAKPOINTS + 1}")
+    points = _breakpoints(sites)
     seen_5m = False
-    for point in cache_breakpoints(payload):
+    for point in points:
         if point.ttl == "1h" and seen_5m:
             _fail(f"{point.path}.cache_control.ttl", "1h cache entries must come before 5m ones "
                                                      "(prefix order: tools, system, messages)")
         seen_5m = seen_5m or point.ttl == "5m"
+    return points
 
 
 def _check_cache_value(value: Any, path: str) -> None:
@@ -511,11 +514,12 @@ def cache_breakpoints(payload: dict) -> list[Breakpoint]:
     ``path`` points at the block holding the marker (``messages[1].content[0]``, ``tools[0]``,
     ``messages[3]`` for a whole tool message). A missing ttl is the default "5m". Tolerates a
     payload that has not been validated: markers that are not objects are skipped."""
-    points = []
-    for path, value in _cache_sites(payload):
-        if isinstance(value, dict):
-            points.append(Breakpoint(path.removesuffix(".cache_control"), str(value.get("ttl", "5m"))))
-    return points
+    return _breakpoints(_cache_sites(payload))
+
+
+def _breakpoints(sites: list[tuple[str, Any]]) -> list[Breakpoint]:
+    return [Breakpoint(path.removesuffix(".cache_control"), str(value.get("ttl", "5m")))
+            for path, value in sites if isinstance(value, dict)]
 
 
 def cache_write_ttl(payload: dict) -> str:
@@ -607,10 +611,20 @@ _RULES: tuple[Callable[[dict], None], ...] = (
 
 def validate_payload(payload: dict) -> None:
     """Raise RequestValidationError(field, message) for the first documented rule ``payload`` breaks."""
+    validated_breakpoints(payload)
+
+
+def validated_breakpoints(payload: dict) -> list[Breakpoint]:
+    """validate_payload, returning the cache breakpoints the rules found on the way (the local
+    router marks them on its prompt blocks without walking the payload for them again)."""
     if not isinstance(payload, dict):
         _fail("payload", "must be a JSON object")
+    points: list[Breakpoint] = []
     for rule in _RULES:
-        rule(payload)
+        found = rule(payload)
+        if rule is _check_cache_control:
+            points = found
+    return points
 
 
 # --------------------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def sent(name: str, text: str, expected: str) -> Case:
 
 
 CHAT_CASES = [
-    sent("huge prompt", HUGE, "The router rejected the request (400): prompt is too long: 320181 tokens > 200000 "
+    sent("huge prompt", HUGE, "The router rejected the request (400): prompt is too long: 320182 tokens > 200000 "
                               "maximum. The message and the conversation before it are more than the model can read "
                               "at once: shorten the message, or start a new conversation."),
     sent("control characters and RTL", "a\x00b\x07c \u202edlrow 日本語 🎉 naïve", "finish: stop"),

@@ -29,6 +29,8 @@ Choices where the sources are silent:
 from __future__ import annotations
 
 import asyncio
+import bisect
+import functools
 import hashlib
 import hmac
 import itertools
@@ -53,7 +55,7 @@ from starlette.routing import Route
 
 from ..catalog import Target, UnknownModelError, catalog
 from ..errors import OrqError, RequestValidationError, is_retryable
-from ..request import validate_payload
+from ..request import validate_payload, validated_breakpoints
 from ..tokens import TOKEN_UNITS, text_tokens
 from ..usage import Usage
 from .cache import PromptCache, ResponseCache, key_scope
@@ -157,6 +159,13 @@ class ChunkEvents:
         finish = "null" if finish_reason is None else _to_json(finish_reason)
         return f'{self._head}{delta_json},"finish_reason":{finish}{self._tail}'.encode("utf-8")
 
+    def encoded_run(self, delta_jsons: list[str]) -> bytes:
+        """b"".join(self.encoded_delta(d, None) for d in delta_jsons), built as one string."""
+        if not delta_jsons:
+            return b""
+        unfinished = ',"finish_reason":null' + self._tail
+        return (self._head + (unfinished + self._head).join(delta_jsons) + unfinished).encode("utf-8")
+
 
 def _delta_json(delta: dict) -> str:
     """_to_json(delta), with the common one-string delta ({"content": ...}) encoded directly."""
@@ -235,6 +244,8 @@ class Generation:
     tool_calls: tuple[dict, ...]
     """{"id", "name", "arguments"}"""
     finish_reason: str
+    counted: tuple[int, int] | None = None
+    """(text tokens, reasoning tokens) when shaping knew them (None: count them when asked)."""
 
     @cached_property
     def _encoded_plans(self) -> dict[int, tuple[tuple[str, int], ...]]:
@@ -245,17 +256,21 @@ class Generation:
         remembered answer streamed again is not split and encoded again."""
         plan = self._encoded_plans.get(tokens_per_chunk)
         if plan is None:
-            plan = tuple((_delta_json(delta), tokens) for delta, tokens in delta_plan(self, tokens_per_chunk))
+            plan = tuple(encoded_delta_plan(self, tokens_per_chunk))
             self._encoded_plans[tokens_per_chunk] = plan
         return plan
 
     @cached_property
     def reasoning_tokens(self) -> int:
-        return text_tokens(self.reasoning)
+        return self.counted[1] if self.counted else text_tokens(self.reasoning)
+
+    @cached_property
+    def text_tokens(self) -> int:
+        return self.counted[0] if self.counted else text_tokens(self.text)
 
     @cached_property
     def output_tokens(self) -> int:
-        return (text_tokens(self.text) + self.reasoning_tokens
+        return (self.text_tokens + self.reasoning_tokens
                 + sum(text_tokens(call["arguments"]) for call in self.tool_calls))
 
 
@@ -263,8 +278,23 @@ def truncate_to_tokens(text: str, budget: int) -> str:
     """The longest prefix of ``text`` within ``budget`` tokens: the text before its token unit
     number budget + 1 (``tokens.TOKEN_UNITS``; a word that overflows keeps its first 4 x (tokens
     left) characters)."""
-    overflow = next(itertools.islice(TOKEN_UNITS.finditer(text), max(0, budget), None), None)
-    return text if overflow is None else text[:overflow.start()]
+    return truncate_counted(text, budget)[0]
+
+
+def truncate_counted(text: str, budget: int, tokens: int | None = None,
+                     marks: tuple[tuple[int, int], ...] = ()) -> tuple[str, int]:
+    """(truncate_to_tokens(text, budget), its tokens). ``tokens``: text_tokens(text) when known, so
+    a text that fits is not walked; ``marks``: (tokens before, offset) at places where a token
+    unit starts (after whitespace), ascending, so the walk starts at the last one within budget."""
+    budget = max(0, budget)
+    if tokens is None:
+        tokens = text_tokens(text)  # one pass in the regex engine: a text that fits is not walked
+    if tokens <= budget:
+        return text, tokens
+    at = bisect.bisect_right(marks, (budget, len(text))) - 1
+    before, start = marks[at] if at >= 0 else (0, 0)
+    overflow = next(itertools.islice(TOKEN_UNITS.finditer(text, start), budget - before, None))
+    return text[:overflow.start()], budget
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
@@ -273,47 +303,79 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
 
 
 def shape_answer(answer: Any, max_tokens: int, stops: list[str]) -> Generation:
-    """Apply stop sequences and max_tokens in generation order: reasoning, text, tool calls."""
+    """Apply stop sequences and max_tokens in generation order: reasoning, text, tool calls. The
+    composer's own counts (``text_tokens``, ``text_marks``, ``reasoning_tokens``) spare walking a
+    text that fits and let a long one be cut from the paragraph where the budget runs out."""
     reasoning = answer.reasoning or ""
-    kept_reasoning = truncate_to_tokens(reasoning, max_tokens)
+    kept_reasoning, reasoning_tokens = truncate_counted(reasoning, max_tokens,
+                                                        getattr(answer, "reasoning_tokens", None))
     signature = answer.signature if kept_reasoning == reasoning else None
-    budget = max_tokens - text_tokens(kept_reasoning)
-    text, stopped = cut_at_stop(answer.text or "", stops)
-    kept_text = truncate_to_tokens(text, budget)
+    budget = max_tokens - reasoning_tokens
+    full_text = answer.text or ""
+    text, stopped = cut_at_stop(full_text, stops)
+    if stopped:
+        kept_text, text_tokens_kept = truncate_counted(text, budget)
+    else:
+        kept_text, text_tokens_kept = truncate_counted(text, budget, getattr(answer, "text_tokens", None),
+                                                       getattr(answer, "text_marks", ()))
     calls = tuple(answer.tool_calls or ())
     if kept_reasoning != reasoning or kept_text != text:
         finish, calls = "length", ()
     elif stopped:
         finish, calls = "stop", ()
-    elif sum(text_tokens(c["arguments"]) for c in calls) > budget - text_tokens(kept_text):
+    elif sum(text_tokens(c["arguments"]) for c in calls) > budget - text_tokens_kept:
         finish, calls = "length", ()
     else:
         finish = answer.finish_reason
-    return Generation(kept_text, kept_reasoning, signature, tuple(answer.redacted or ()), calls, finish)
+    return Generation(kept_text, kept_reasoning, signature, tuple(answer.redacted or ()), calls, finish,
+                      (text_tokens_kept, reasoning_tokens))
 
 
 # --- streaming plan -------------------------------------------------------------------------------
 
-_PIECE = re.compile(r"(\s*(?:(\w+)|[^\w\s])|\s+)", re.UNICODE)  # (piece, its word if it is one)
+@functools.lru_cache(maxsize=16)
+def _chunk_pattern(tokens_per_chunk: int) -> re.Pattern:
+    """Up to ``tokens_per_chunk`` token units (tokens.TOKEN_UNITS) with the whitespace before
+    them, and the text's trailing whitespace; or whitespace alone (a text with no token)."""
+    return re.compile(r"(?:\s*(?:\w{1,4}|[^\w\s])){1,%d}(?:\s+\Z)?|\s+" % tokens_per_chunk, re.UNICODE)
 
 
 def split_for_stream(text: str, tokens_per_chunk: int) -> list[tuple[str, int]]:
-    """(piece, tokens) covering ``text`` exactly, each about ``tokens_per_chunk`` tokens, cut only
-    between the tokenizer's pieces so the chunk counts add up to text_tokens(text)."""
-    chunks: list[tuple[str, int]] = []
-    start = count = 0
-    at = 0
-    for piece, word in _PIECE.findall(text):
-        at += len(piece)
-        # text_tokens(piece), without a regex pass per piece: a word costs one token per started
-        # 4 characters, a symbol one, whitespace none.
-        count += (len(word) + 3) // 4 if word else (0 if piece.isspace() else 1)
-        if count >= tokens_per_chunk:
-            chunks.append((text[start:at], count))
-            start, count = at, 0
-    if at > start:
-        chunks.append((text[start:at], count))
-    return chunks
+    """(piece, tokens) covering ``text`` exactly: every piece but the last holds exactly
+    ``tokens_per_chunk`` token units, so the counts add up to text_tokens(text). One pass in the
+    regex engine; a piece may end inside a long word (after a 4-character unit), as a real
+    tokenizer's stream does."""
+    pieces = _chunk_pattern(tokens_per_chunk).findall(text)
+    if not pieces:
+        return []
+    return [(piece, tokens_per_chunk) for piece in pieces[:-1]] + [(pieces[-1], text_tokens(pieces[-1]))]
+
+
+def _encoded_pieces(key: str, text: str, tokens_per_chunk: int) -> list[tuple[str, int]]:
+    """split_for_stream's pieces as encoded one-string deltas ({"key": piece}), built in one go."""
+    pieces = split_for_stream(text, tokens_per_chunk)
+    head = '{"' + key + '":'
+    return [(head + encoded + "}", tokens) for encoded, (_, tokens) in zip(map(_json_string, (p for p, _ in pieces)), pieces)]
+
+
+def encoded_delta_plan(gen: Generation, tokens_per_chunk: int) -> list[tuple[str, int]]:
+    """delta_plan with every delta JSON-encoded (the same strings as _to_json of each), the
+    text's and reasoning's pieces encoded without building a dict per piece."""
+    plan = _encoded_pieces("reasoning", gen.reasoning, tokens_per_chunk)
+    if gen.signature:
+        plan.append((_to_json({"reasoning_signature": gen.signature}), 0))
+    plan += [(_to_json({"redacted_reasoning": data}), 0) for data in gen.redacted]
+    plan += _encoded_pieces("content", gen.text, tokens_per_chunk)
+    for index, call in enumerate(gen.tool_calls):
+        first = {"index": index, "id": call["id"], "type": "function",
+                 "function": {"name": call["name"], "arguments": ""}}
+        plan.append((_to_json({"tool_calls": [first]}), 0))
+        plan += [(_to_json({"tool_calls": [{"index": index, "function": {"arguments": p}}]}), n)
+                 for p, n in split_for_stream(call["arguments"], tokens_per_chunk)]
+    if not plan:
+        plan.append(('{"content":""}', 0))
+    plan[0] = ('{"role":"assistant",' + plan[0][0][1:], plan[0][1])
+    return plan
 
 
 def delta_plan(gen: Generation, tokens_per_chunk: int) -> list[tuple[dict, int]]:
@@ -490,7 +552,7 @@ class Router:
         from .content import check_replayed_signatures, inspect_media_parts
         from ..media import MediaError
 
-        validate_payload(payload)
+        breakpoints = validated_breakpoints(payload)
         try:
             check_replayed_signatures(payload, self.settings.secret)
         except ValueError as error:
@@ -499,7 +561,7 @@ class Router:
             inspect_media_parts(payload)
         except MediaError as error:
             raise OrqError(error.message, status=error.status) from None
-        return segment_prompt(payload)
+        return segment_prompt(payload, breakpoints)
 
     def resolve(self, slug: str, ex: Exchange) -> Target:
         try:
@@ -628,12 +690,16 @@ class Router:
         gen = result.generation
         plan = gen.encoded_plan(max(1, self.settings.chunk_tokens))
         events = ChunkEvents(base, extra)
-        chunks = [events.encoded_delta(delta_json, None) for delta_json, _ in plan]
-        chunks.append(events.delta({}, gen.finish_reason))
+        ending = [events.delta({}, gen.finish_reason)]
         if ex.include_usage:
-            chunks.append(sse({**base, "choices": [], "usage": result.usage.to_wire(), **extra}))
-        rate_model = catalog().resolve(result.model).model
+            ending.append(sse({**base, "choices": [], "usage": result.usage.to_wire(), **extra}))
         cut, midstream = transport.get(CUT), transport.get(ERROR_MIDSTREAM)
+        if cut is None and midstream is None and not (paced and self.settings.time_scale > 0):
+            # nothing to wait for between chunks: the whole stream is one write, built in one go
+            yield events.encoded_run([delta_json for delta_json, _ in plan]) + b"".join(ending) + sse("[DONE]")
+            return
+        chunks = [events.encoded_delta(delta_json, None) for delta_json, _ in plan] + ending
+        rate_model = catalog().resolve(result.model).model
         cut_at = min(cut.after, len(chunks)) if cut else -1
         error_at = min(midstream.after, len(chunks)) if midstream else -1
         pending: list[bytes] = []  # chunks due at the same moment go out in one write

@@ -14,7 +14,7 @@ import functools
 import hashlib
 import hmac
 import json
-import random
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -119,6 +119,13 @@ class Answer:
     tool_calls: list[dict] = field(default_factory=list)
     """Each {"id": "call_...", "name": ..., "arguments": JSON text}."""
     finish_reason: str = "stop"
+    text_tokens: int | None = None
+    """text_tokens(text), when the text was built from counted pieces (None: count it)."""
+    text_marks: tuple[tuple[int, int], ...] = ()
+    """(tokens before, offset) where each paragraph of the text starts: max_tokens truncation
+    walks only the paragraph where the budget runs out."""
+    reasoning_tokens: int | None = None
+    """text_tokens(reasoning), when counted as it was built."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +159,7 @@ def compose_answer(payload: dict, *, model_label: str, secret: bytes,
     """``digest``: ``answer_digest(payload, block_digests)`` when the caller has it already."""
     convo = _read_conversation(payload)
     seed = int.from_bytes(digest[:8], "big") if digest else _seed(payload, block_digests)
-    rng = random.Random(seed)
+    rng = Draws(seed)
     marker = f"[Local router · synthetic answer from {model_label} emulation, no model was called]"
     media_notes = [_describe_media(part, convo.question) for part in convo.media_parts]
     # After tool results Claude answers, unless tool_choice forces a call: then it must call again.
@@ -160,15 +167,15 @@ def compose_answer(payload: dict, *, model_label: str, secret: bytes,
     calls = [] if answering else _plan_tool_calls(payload, convo, seed)
     if calls:
         text = "" if _forced_choice(payload) else _tool_preface(marker, convo, calls)
-        finish = "tool_calls"
+        answer = Answer(text=text, tool_calls=calls, finish_reason="tool_calls")
     elif convo.tool_results:
-        text, finish = _answer_from_tool_results(marker, convo), "stop"
+        answer = Answer(text=_answer_from_tool_results(marker, convo))
     else:
-        text, finish = _answer_text(marker, convo, media_notes, rng), "stop"
-    answer = Answer(text=text, tool_calls=calls, finish_reason=finish)
+        text, tokens, marks = _joined(_answer_paragraphs(marker, convo, media_notes, rng))
+        answer = Answer(text=text, text_tokens=tokens, text_marks=marks)
     budget = _thinking_budget(payload)
     if budget:
-        answer.reasoning = _reasoning(convo, media_notes, calls, budget, rng)
+        answer.reasoning, answer.reasoning_tokens = _reasoning(convo, media_notes, calls, budget, rng)
         answer.signature = sign_reasoning(answer.reasoning, secret)
         if MAGIC_REDACTED_TRIGGER in convo.question:
             answer.redacted = [_redacted_block(seed)]
@@ -352,7 +359,8 @@ def _first_sentence(text: str, limit: int = 120) -> str:
 
 # --- plain answers -------------------------------------------------------------------------------
 
-def _answer_text(marker: str, convo: _Conversation, media_notes: list[str], rng: random.Random) -> str:
+def _answer_paragraphs(marker: str, convo: _Conversation, media_notes: list[str], rng: "Draws") -> list[tuple[str, int]]:
+    """The plain answer's paragraphs, each with its token count (counted as it is built)."""
     words = keywords(convo.question, 4)
     opening = [_restate(convo, words)]
     if convo.system:
@@ -362,16 +370,38 @@ def _answer_text(marker: str, convo: _Conversation, media_notes: list[str], rng:
         if earlier:
             opening.append(f"This is turn {convo.user_turns} of our conversation; earlier you asked about "
                            f"{_join(earlier)}.")
-    paragraphs = [marker, " ".join(opening)]
+    paragraphs = [(marker, _marker_tokens(marker)), _counted(" ".join(opening))]
     if media_notes:
-        paragraphs.append(" ".join(media_notes))
+        paragraphs.append(_counted(" ".join(media_notes)))
     target_tokens, target_words = _target_length(convo.question, rng)
-    body = _body_paragraphs(words, rng, target_tokens, target_words, used="\n\n".join(paragraphs[1:]))
-    if words and (_LIST_WANTED.search(convo.question) or rng.random() < 0.35):
-        body.insert(min(1, len(body)), _bullet_list(words, rng))
+    used_tokens = sum(tokens for _, tokens in paragraphs[1:])
+    used_words = sum(len(text.split()) for text, _ in paragraphs[1:])
+    body = _body_paragraphs(words, rng, target_tokens, target_words, used_tokens, used_words)
+    # a list when asked for one, now and then otherwise, but never unasked in a brief answer
+    if words and (_LIST_WANTED.search(convo.question) or (rng.chance(0.35) and not _SHORT.search(convo.question))):
+        body.insert(min(1, len(body)), _counted(_bullet_list(words, rng)))
     paragraphs += body
-    paragraphs.append(rng.choice(_CLOSINGS))
-    return "\n\n".join(paragraphs)
+    paragraphs.append(rng.choice(_COUNTED_CLOSINGS))
+    return paragraphs
+
+
+def _counted(text: str) -> tuple[str, int]:
+    return text, text_tokens(text)
+
+
+_marker_tokens = functools.lru_cache(maxsize=64)(text_tokens)
+
+
+def _joined(paragraphs: list[tuple[str, int]]) -> tuple[str, int, tuple[tuple[int, int], ...]]:
+    """(the paragraphs joined by blank lines, its tokens, (tokens before, offset) of each paragraph).
+    Whitespace separates the paragraphs, so their counts add up to the whole text's."""
+    marks = []
+    tokens = offset = 0
+    for text, count in paragraphs:
+        marks.append((tokens, offset))
+        tokens += count
+        offset += len(text) + 2
+    return "\n\n".join(text for text, _ in paragraphs), tokens, tuple(marks)
 
 
 def _restate(convo: _Conversation, words: list[str]) -> str:
@@ -383,50 +413,78 @@ def _restate(convo: _Conversation, words: list[str]) -> str:
     return f"You asked about {_join(words[:3]) or 'a long question'} (\"{_quote(convo.question, 120)}\")."
 
 
-def _target_length(question: str, rng: random.Random) -> tuple[int, int | None]:
+def _target_length(question: str, rng: "Draws") -> tuple[int, int | None]:
     """(tokens, words or None) to aim at: about 60-200 tokens, more when asked for length."""
     asked = _LENGTH_WORDS.search(question)
     if asked:
         words = max(20, min(3000, int(asked.group(1))))
         return 0, words
     if _LONG.search(question):
-        return rng.randint(380, 480), None
+        return rng.between(380, 480), None
     if _SHORT.search(question):
-        return rng.randint(25, 45), None
+        return rng.between(25, 45), None
     base = 60 + int(1.2 * text_tokens(question))
     return min(200, int(base * rng.uniform(0.9, 1.15))), None
 
 
-_sentence_tokens = functools.lru_cache(maxsize=4096)(text_tokens)
-"""text_tokens of a body sentence, remembered: sentences are templates filled with the question's
-keywords, so questions that share keywords build the same sentences again."""
+@dataclass(frozen=True)
+class _Template:
+    """A sentence template with the tokens and words of its fixed text, so a filled sentence is
+    counted by arithmetic. Its placeholders sit between spaces or punctuation, never inside a
+    word, so a keyword's tokens add to the template's (a test checks every template)."""
+
+    text: str
+    tokens: int
+    words: int
+    lower_a: int
+    upper_a: int
+    b: int
+
+    @classmethod
+    def of(cls, text: str) -> "_Template":
+        return cls(text, text_tokens(text.format(a="", A="", b="")), len(text.format(a="x", A="x", b="x").split()),
+                   text.count("{a}"), text.count("{A}"), text.count("{b}"))
 
 
-def _body_paragraphs(words: list[str], rng: random.Random, target_tokens: int, target_words: int | None,
-                     used: str) -> list[str]:
-    templates = list(_BODY)
-    rng.shuffle(templates)
-    pairs = _keyword_pairs(words)
-    paragraphs: list[list[str]] = [[]]
+_BODY_TEMPLATES = tuple(_Template.of(text) for text in _BODY)
+_COUNTED_CLOSINGS = tuple(_counted(text) for text in _CLOSINGS)
+
+
+def _body_paragraphs(words: list[str], rng: "Draws", target_tokens: int, target_words: int | None,
+                     used_tokens: int, used_words: int) -> list[tuple[str, int]]:
+    """Paragraphs of 2-4 template sentences until the target length; each with its tokens."""
+    templates = rng.shuffled(_BODY_TEMPLATES)
+    counts = {word: (text_tokens(word), len(word.split()) - 1) for word in {w for pair in _keyword_pairs(words) for w in pair}}
+    pairs = [(a, a[:1].upper() + a[1:], b, counts[a], counts[b]) for a, b in _keyword_pairs(words)]
+    period = math.lcm(len(templates), len(pairs))  # sentence i is sentence i + period again
+    filled: list[tuple[str, int, int]] = []
+    paragraphs: list[tuple[str, int]] = []
+    sentences: list[str] = []
+    paragraph_tokens, size = 0, 2 + rng.below(3)
     # the restated question counts half: the body still says something about it
-    tokens_so_far, words_so_far = text_tokens(used) // 2, len(used.split())
-    i = 0
-    while True:
+    tokens_so_far, words_so_far = used_tokens // 2, used_words
+    for i in range(2001):
         if target_words is not None and words_so_far >= target_words:
             break
         if target_words is None and tokens_so_far >= target_tokens and i >= 2:
             break
-        a, b = pairs[i % len(pairs)]
-        sentence = templates[i % len(templates)].format(a=a, A=a[:1].upper() + a[1:], b=b)
-        if len(paragraphs[-1]) >= rng.randint(2, 4):
-            paragraphs.append([])
-        paragraphs[-1].append(sentence)
-        tokens_so_far += _sentence_tokens(sentence)
-        words_so_far += len(sentence.split())
-        i += 1
-        if i > 2000:
-            break
-    return [" ".join(p) for p in paragraphs if p]
+        if i < period:
+            t = templates[i % len(templates)]
+            a, upper_a, b, (a_tokens, a_words), (b_tokens, b_words) = pairs[i % len(pairs)]
+            uses_a = t.lower_a + t.upper_a
+            filled.append((t.text.format(a=a, A=upper_a, b=b), t.tokens + uses_a * a_tokens + t.b * b_tokens,
+                           t.words + uses_a * a_words + t.b * b_words))
+        sentence, tokens, sentence_words = filled[i % period]
+        if len(sentences) >= size:
+            paragraphs.append((" ".join(sentences), paragraph_tokens))
+            sentences, paragraph_tokens, size = [], 0, 2 + rng.below(3)
+        sentences.append(sentence)
+        paragraph_tokens += tokens
+        tokens_so_far += tokens
+        words_so_far += sentence_words
+    if sentences:
+        paragraphs.append((" ".join(sentences), paragraph_tokens))
+    return paragraphs
 
 
 def _keyword_pairs(words: list[str]) -> list[tuple[str, str]]:
@@ -437,11 +495,48 @@ def _keyword_pairs(words: list[str]) -> list[tuple[str, str]]:
     return [(words[i], words[(i + 1) % len(words)]) for i in range(len(words))]
 
 
-def _bullet_list(words: list[str], rng: random.Random) -> str:
+def _bullet_list(words: list[str], rng: "Draws") -> str:
     pairs = _keyword_pairs(words)[:4]
-    templates = list(_BULLETS)
-    rng.shuffle(templates)
+    templates = rng.shuffled(_BULLETS)
     return "\n".join("- " + templates[i].format(A=a[:1].upper() + a[1:], b=b) for i, (a, b) in enumerate(pairs))
+
+
+class Draws:
+    """The answer's random choices, read from bytes derived from its seed: the same request makes
+    the same choices, and this costs less than seeding a random.Random for every request."""
+
+    _SIZE = 256
+
+    def __init__(self, seed: int):
+        self._bytes = hashlib.shake_256(seed.to_bytes(8, "big")).digest(self._SIZE)
+        self._at = 0
+
+    def _next(self) -> int:
+        """0..65535 (the bytes are reused in turn past the first 128 draws: a 3,000-word answer's
+        paragraph lengths repeat, nothing else draws that often)."""
+        at = self._at
+        self._at = (at + 2) % self._SIZE
+        return self._bytes[at] << 8 | self._bytes[at + 1]
+
+    def below(self, n: int) -> int:
+        return self._next() % n
+
+    def between(self, low: int, high: int) -> int:
+        """low..high inclusive."""
+        return low + self.below(high - low + 1)
+
+    def uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * self._next() / 65535
+
+    def chance(self, p: float) -> bool:
+        return self._next() < p * 65536
+
+    def choice(self, items):
+        return items[self.below(len(items))]
+
+    def shuffled(self, items) -> list:
+        keys = [self._next() for _ in items]
+        return [item for _, _, item in sorted(zip(keys, range(len(items)), items))]
 
 
 def _join(items: list[str]) -> str:
@@ -658,7 +753,8 @@ def _result_fact(result: _ToolResult) -> str:
 # --- thinking ------------------------------------------------------------------------------------
 
 def _reasoning(convo: _Conversation, media_notes: list[str], calls: list[dict], budget: int,
-               rng: random.Random) -> str:
+               rng: Draws) -> tuple[str, int]:
+    """The reasoning text and its tokens."""
     words = keywords(convo.question)
     steps = [f"The user asks: \"{_quote(convo.question, 200)}\"." if convo.question else "There is no question text."]
     if words:
@@ -677,14 +773,16 @@ def _reasoning(convo: _Conversation, media_notes: list[str], calls: list[dict], 
         steps.append("Plan: restate the question, answer in short paragraphs, maybe a short list.")
     target = max(40, min(600, int(budget * rng.uniform(0.08, 0.2))))
     pairs = _keyword_pairs(words)
-    templates = list(_THINKING)
-    rng.shuffle(templates)
+    templates = rng.shuffled(_THINKING)
+    tokens = sum(text_tokens(step) for step in steps)  # steps are whitespace-separated: counts add up
     i = 0
-    while text_tokens(" ".join(steps)) < target and i < 200:
+    while tokens < target and i < 200:
         a, b = pairs[i % len(pairs)]
         steps.append(templates[i % len(templates)].format(a=a, b=b))
+        tokens += text_tokens(steps[-1])
         i += 1
-    return "\n".join(f"{n}. {step}" for n, step in enumerate(steps, 1))
+    # each "n. " adds two tokens: the number (at most 4 digits) and the full stop
+    return "\n".join(f"{n}. {step}" for n, step in enumerate(steps, 1)), tokens + 2 * len(steps)
 
 
 def _redacted_block(seed: int) -> str:

@@ -273,11 +273,11 @@ def _ordered_messages(messages: list) -> list[tuple[int, dict]]:
     return [p for p in pairs if p[1].get("role") == "system"] + [p for p in pairs if p[1].get("role") != "system"]
 
 
-def _mark_breakpoints(blocks: list[Block], payload: dict) -> list[Block]:
+def _mark_breakpoints(blocks: list[Block], payload: dict, points: list | None = None) -> list[Block]:
     """Set cache_ttl on the last block each breakpoint covers (request.cache_breakpoints is the
-    one place that finds the markers)."""
+    one place that finds the markers; ``points``: what it found already, when validating)."""
     marked = list(blocks)
-    for point in cache_breakpoints(payload):
+    for point in cache_breakpoints(payload) if points is None else points:
         path = point.path.removesuffix(".function")
         covered = [n for n, b in enumerate(marked)
                    if b.path == path or b.path.startswith(path + ".") or b.path.startswith(path + "[")]
@@ -322,9 +322,10 @@ def _blocks(payload: dict, digest: Callable[[Any], bytes]) -> list[Block]:
     return blocks
 
 
-def segment_prompt(payload: dict) -> list[Block]:
-    """The prompt's blocks in prefix order, with breakpoints marked."""
-    return _mark_breakpoints(_blocks(payload, _digest), payload)
+def segment_prompt(payload: dict, breakpoints: list | None = None) -> list[Block]:
+    """The prompt's blocks in prefix order, with breakpoints marked (``breakpoints``: what
+    ``request.validated_breakpoints`` returned for this payload, if at hand)."""
+    return _mark_breakpoints(_blocks(payload, _digest), payload, breakpoints)
 
 
 def count_prompt_tokens(payload: dict) -> int:
