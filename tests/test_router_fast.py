@@ -144,14 +144,16 @@ def test_the_encoded_plan_is_the_delta_plan_encoded():
                 (router_app._to_json(delta), tokens) for delta, tokens in router_app.delta_plan(gen, size)]
 
 
-def test_a_run_of_chunk_events_is_the_events_one_by_one():
+def test_the_encoded_stream_is_the_plans_deltas_and_its_run_the_events_one_by_one():
     base = {"id": "chatcmpl-1", "created": 5, "model": SONNET, "object": "chat.completion.chunk"}
     for extra in ({}, {"orq": {"cache_hit": True}}):
         events = router_app.ChunkEvents(base, extra)
         for gen in _generations():
-            deltas = [delta for delta, _ in gen.encoded_plan(4)]
-            assert events.encoded_run(deltas) == b"".join(events.encoded_delta(d, None) for d in deltas)
-        assert events.encoded_run([]) == b""
+            for size in (1, 4):
+                deltas = [delta for delta, _ in gen.encoded_plan(size)]
+                assert gen.encoded_stream(size).split("\0") == deltas
+                assert events.encoded_run(gen.encoded_stream(size)) == b"".join(
+                    events.encoded_delta(d, None) for d in deltas)
 
 
 def _stream(router_factory, **settings) -> tuple[list[bytes], bytes]:

@@ -159,12 +159,11 @@ class ChunkEvents:
         finish = "null" if finish_reason is None else _to_json(finish_reason)
         return f'{self._head}{delta_json},"finish_reason":{finish}{self._tail}'.encode("utf-8")
 
-    def encoded_run(self, delta_jsons: list[str]) -> bytes:
-        """b"".join(self.encoded_delta(d, None) for d in delta_jsons), built as one string."""
-        if not delta_jsons:
-            return b""
+    def encoded_run(self, joined_deltas: str) -> bytes:
+        """b"".join(self.encoded_delta(d, None) for d in joined_deltas.split("\0")), built as one
+        string: ``joined_deltas`` is Generation.encoded_stream (NUL between encoded deltas)."""
         unfinished = ',"finish_reason":null' + self._tail
-        return (self._head + (unfinished + self._head).join(delta_jsons) + unfinished).encode("utf-8")
+        return (self._head + joined_deltas.replace("\0", unfinished + self._head) + unfinished).encode("utf-8")
 
 
 def _delta_json(delta: dict) -> str:
@@ -248,7 +247,7 @@ class Generation:
     """(text tokens, reasoning tokens) when shaping knew them (None: count them when asked)."""
 
     @cached_property
-    def _encoded_plans(self) -> dict[int, tuple[tuple[str, int], ...]]:
+    def _encoded_plans(self) -> dict[int, Any]:
         return {}
 
     def encoded_plan(self, tokens_per_chunk: int) -> tuple[tuple[str, int], ...]:
@@ -259,6 +258,16 @@ class Generation:
             plan = tuple(encoded_delta_plan(self, tokens_per_chunk))
             self._encoded_plans[tokens_per_chunk] = plan
         return plan
+
+    def encoded_stream(self, tokens_per_chunk: int) -> str:
+        """The encoded deltas of encoded_plan joined by NUL (which JSON text never holds raw),
+        remembered like the plan: a stream with nothing to wait for is this with each NUL
+        replaced by the chunk envelope between two deltas."""
+        key = -tokens_per_chunk
+        joined = self._encoded_plans.get(key)
+        if joined is None:
+            joined = self._encoded_plans[key] = _encoded_stream(self, tokens_per_chunk)
+        return joined
 
     @cached_property
     def reasoning_tokens(self) -> int:
@@ -356,6 +365,17 @@ def _encoded_pieces(key: str, text: str, tokens_per_chunk: int) -> list[tuple[st
     pieces = split_for_stream(text, tokens_per_chunk)
     head = '{"' + key + '":'
     return [(head + encoded + "}", tokens) for encoded, (_, tokens) in zip(map(_json_string, (p for p, _ in pieces)), pieces)]
+
+
+def _encoded_stream(gen: Generation, tokens_per_chunk: int) -> str:
+    """"\0".join of encoded_delta_plan's deltas; a text's pieces are encoded and joined inside C
+    calls (no Python step per piece) when the answer is plain text and reasoning."""
+    if gen.signature or gen.redacted or gen.tool_calls:
+        return "\0".join(delta for delta, _ in encoded_delta_plan(gen, tokens_per_chunk))
+    pattern = _chunk_pattern(tokens_per_chunk)
+    runs = ['{"' + key + '":' + ('}\0{"' + key + '":').join(map(_json_string, pattern.findall(text))) + "}"
+            for key, text in (("reasoning", gen.reasoning), ("content", gen.text)) if text]
+    return '{"role":"assistant",' + ("\0".join(runs) or '{"content":""}')[1:]
 
 
 def encoded_delta_plan(gen: Generation, tokens_per_chunk: int) -> list[tuple[str, int]]:
@@ -688,7 +708,7 @@ class Router:
                             transport: dict[str, Fault], *, paced: bool) -> AsyncIterator[Any]:
         base = {**envelope, "object": "chat.completion.chunk"}
         gen = result.generation
-        plan = gen.encoded_plan(max(1, self.settings.chunk_tokens))
+        tokens_per_chunk = max(1, self.settings.chunk_tokens)
         events = ChunkEvents(base, extra)
         ending = [events.delta({}, gen.finish_reason)]
         if ex.include_usage:
@@ -696,8 +716,9 @@ class Router:
         cut, midstream = transport.get(CUT), transport.get(ERROR_MIDSTREAM)
         if cut is None and midstream is None and not (paced and self.settings.time_scale > 0):
             # nothing to wait for between chunks: the whole stream is one write, built in one go
-            yield events.encoded_run([delta_json for delta_json, _ in plan]) + b"".join(ending) + sse("[DONE]")
+            yield events.encoded_run(gen.encoded_stream(tokens_per_chunk)) + b"".join(ending) + sse("[DONE]")
             return
+        plan = gen.encoded_plan(tokens_per_chunk)
         chunks = [events.encoded_delta(delta_json, None) for delta_json, _ in plan] + ending
         rate_model = catalog().resolve(result.model).model
         cut_at = min(cut.after, len(chunks)) if cut else -1
