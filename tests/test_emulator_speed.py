@@ -312,7 +312,15 @@ def _counting_dumps(monkeypatch) -> list[int]:
         lengths.append(len(text))
         return text
 
+    real_canonical = prompt._canonical_json
+
+    def canonical(value):
+        text = real_canonical(value)
+        lengths.append(len(text))
+        return text
+
     monkeypatch.setattr(prompt, "json", types.SimpleNamespace(dumps=dumps))
+    monkeypatch.setattr(prompt, "_canonical_json", canonical)
     return lengths
 
 

@@ -36,11 +36,11 @@ import hmac
 import itertools
 import json
 import logging
+import os
 import re
 import threading
 import time
 from collections import OrderedDict
-import uuid
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -136,6 +136,8 @@ def fault_error(fault: Fault) -> OrqError:
 
 
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once, not per chunk
+_response_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+"""What Starlette's JSONResponse renders with, built once instead of per response."""
 _json_string = json.encoder.encode_basestring  # what _to_json does to a str, without its per-call set-up
 
 
@@ -691,7 +693,7 @@ class Router:
 
     def deliver(self, result: Result, ex: Exchange, transport: dict[str, Fault], *, cache_hit: bool) -> Response:
         headers = {"x-orq-cache": "hit" if cache_hit else "miss"} if ex.options.cache_ttl else {}
-        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        completion_id = f"chatcmpl-{os.urandom(12).hex()}"  # 24 random hex digits, as uuid4().hex[:24] gave
         created = int(time.time())
         envelope = {"id": completion_id, "created": created, "model": result.model}
         extra = {"orq": {"cache_hit": True}} if cache_hit else {}
@@ -702,7 +704,7 @@ class Router:
                 "choices": [{"index": 0, "finish_reason": result.generation.finish_reason,
                              "message": json_message(result.generation), "logprobs": None}],
                 "usage": result.usage.to_wire(), **extra}
-        return JSONResponse(body, headers=headers)
+        return Response(_response_json(body).encode("utf-8"), headers=headers, media_type="application/json")
 
     async def stream_chunks(self, result: Result, ex: Exchange, envelope: dict, extra: dict,
                             transport: dict[str, Fault], *, paced: bool) -> AsyncIterator[Any]:
@@ -786,7 +788,7 @@ class RequestIdMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        request_id = f"req_{uuid.uuid4().hex[:24]}"
+        request_id = f"req_{os.urandom(12).hex()}"
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message):

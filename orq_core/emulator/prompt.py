@@ -64,9 +64,13 @@ class Block:
     cache_ttl: str | None = None
 
 
+_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+"""json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False), without building
+an encoder per call."""
+
+
 def _digest(value: Any) -> bytes:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).digest()
+    return hashlib.sha256(_canonical_json(value).encode("utf-8")).digest()
 
 
 def _no_digest(value: Any) -> bytes:
