@@ -78,31 +78,45 @@ def baseline_app(answer: bytes):
     return Starlette(routes=[Route(PATH, completions, methods=["POST"])])
 
 
-async def hit_times(targets: list[tuple[int, str]], runs: int) -> list[list[float]]:
-    """Milliseconds per request for each (port, prefix). A server's prefixes are interleaved
-    request by request; servers take turns in blocks of BLOCK rounds (a server's first request
-    after its turn waits for the scheduler to run it again, which is not the server's cost), so
-    changes in the machine's load hit all alike. Every request must read its whole prefix."""
-    connections = [await asyncio.open_connection("127.0.0.1", port) for port, _ in targets]
+def cpu_ms(pid: int) -> float:
+    """CPU time of all a process's threads in ms (Linux schedstat, nanoseconds); nan elsewhere."""
     try:
-        for (reader, writer), (port, prefix) in zip(connections, targets):
+        return sum(int((task / "schedstat").read_text().split()[0])
+                   for task in Path(f"/proc/{pid}/task").iterdir()) / 1e6
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+async def hit_times(targets: list[tuple[int, int, str]], runs: int) -> tuple[list[list[float]], list[list[float]]]:
+    """Wall milliseconds per request and the server's CPU milliseconds per request for each
+    (port, server pid, prefix). A server's prefixes are interleaved request by request; servers
+    take turns in blocks of BLOCK rounds (a server's first request after its turn waits for the
+    scheduler to run it again, which is not its cost), so changes in the machine's load hit all
+    alike. Every request must read its whole prefix."""
+    connections = [await asyncio.open_connection("127.0.0.1", port) for port, _, _ in targets]
+    try:
+        for (reader, writer), (port, _, prefix) in zip(connections, targets):
             await exchange(reader, writer, request(prefix, -1, port))  # writes the prefix
-        requests = [[request(prefix, n, port) for n in range(runs)] for port, prefix in targets]
+        requests = [[request(prefix, n, port) for n in range(runs)] for port, _, prefix in targets]
         times: list[list[float]] = [[] for _ in targets]
-        turns = [[i for i, (port, _) in enumerate(targets) if port == p] for p in dict.fromkeys(p for p, _ in targets)]
+        cpu: list[list[float]] = [[] for _ in targets]
+        turns = [[i for i, target in enumerate(targets) if target[0] == port]
+                 for port in dict.fromkeys(port for port, _, _ in targets)]
         for first in range(0, runs, BLOCK):
             for turn in turns:
-                port, prefix = targets[turn[0]]
+                port, _, prefix = targets[turn[0]]
                 await exchange(*connections[turn[0]], request(prefix, runs + first, port))  # wakes the server
                 for n, i in itertools.product(range(first, min(first + BLOCK, runs)), turn):
                     reader, writer = connections[i]
+                    cpu_before = cpu_ms(targets[i][1])
                     started = time.perf_counter()
                     body = await exchange(reader, writer, requests[i][n])
                     times[i].append((time.perf_counter() - started) * 1000)
+                    cpu[i].append(cpu_ms(targets[i][1]) - cpu_before)
                     usage = json.loads(body)["usage"]
                     if (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0) < usage["prompt_tokens"] - 100:
                         raise ResponseProblem(f"request {n} did not read the prefix from the cache: {usage}")
-        return times
+        return times, cpu
     finally:
         for _, writer in connections:
             writer.close()
@@ -117,24 +131,27 @@ async def recorded_answer(port: int, prefix: str) -> bytes:
         writer.close()
 
 
-def measure(short: int, long_: int, runs: int) -> dict[tuple[str, int], float]:
-    """Median ms per request by (server, prefix tokens)."""
+def measure(short: int, long_: int, runs: int) -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], float]]:
+    """Median wall ms and median server CPU ms per request, by (server, prefix tokens)."""
     prefixes = {short: filler_text(short, seed=5), long_: filler_text(long_, seed=5)}
     router = Server("router")
     try:
-        asyncio.run(hit_times([(router.port, filler_text(short, seed=3))], 2))  # warm up: imports
+        asyncio.run(hit_times([(router.port, router.process.pid, filler_text(short, seed=3))], 2))  # warm up
         with tempfile.TemporaryDirectory() as tmp:
             recorded = Path(tmp) / "answer.json"
             recorded.write_bytes(asyncio.run(recorded_answer(router.port, filler_text(long_, seed=3))))
             baseline = Server("baseline", recorded, script=__file__)
         try:
             kinds = [(server, tokens) for server in (router, baseline) for tokens in (short, long_)]
-            times = asyncio.run(hit_times([(server.port, prefixes[tokens]) for server, tokens in kinds], runs))
+            times, cpu = asyncio.run(hit_times([(server.port, server.process.pid, prefixes[tokens])
+                                                for server, tokens in kinds], runs))
         finally:
             baseline.stop()
     finally:
         router.stop()
-    return {(server.kind, tokens): statistics.median(t) for (server, tokens), t in zip(kinds, times)}
+    keys = [(server.kind, tokens) for server, tokens in kinds]
+    return ({key: statistics.median(t) for key, t in zip(keys, times)},
+            {key: statistics.median(c) for key, c in zip(keys, cpu)})
 
 
 def main() -> int:
@@ -151,27 +168,32 @@ def main() -> int:
     short, long_ = (2_000, 20_000) if args.quick else (10_000, 100_000)
     runs = 3 if args.quick else args.runs
     try:
-        medians = measure(short, long_, runs)
+        wall, cpu = measure(short, long_, runs)
     except ResponseProblem as problem:
         print(f"FAILED: {problem}")
         return 1
-    ratio = medians["router", long_] / medians["router", short]
-    stack = medians["baseline", long_] / medians["baseline", short]
     s, l = f"{short // 1000}K", f"{long_ // 1000}K"
     print(f"Prompt-cache hit, non-streamed, time_scale 0, router and baseline each in its own process, "
           f"median of {runs} requests each, the servers in turns of {BLOCK} rounds\n")
-    print("| measure | median ms per request | vs the short prefix |")
-    print("| --- | ---: | ---: |")
-    print(f"| cache hit on a {s}-token prefix | {medians['router', short]:.2f} | 1.00x |")
-    print(f"| cache hit on a {l}-token prefix | {medians['router', long_]:.2f} | {ratio:.2f}x |")
-    print(f"| baseline (body read + json.loads), {s}-token body | {medians['baseline', short]:.2f} | 1.00x |")
-    print(f"| baseline (body read + json.loads), {l}-token body | {medians['baseline', long_]:.2f} | {stack:.2f}x |")
+    print("| measure | median ms per request | vs the short prefix | server CPU ms per request | vs the short prefix |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    rows = [(f"cache hit on a {s}-token prefix", ("router", short)), (f"cache hit on a {l}-token prefix", ("router", long_)),
+            (f"baseline (body read + json.loads), {s}-token body", ("baseline", short)),
+            (f"baseline (body read + json.loads), {l}-token body", ("baseline", long_))]
+    for label, (server, tokens) in rows:
+        print(f"| {label} | {wall[server, tokens]:.2f} | {wall[server, tokens] / wall[server, short]:.2f}x | "
+              f"{cpu[server, tokens]:.2f} | {cpu[server, tokens] / cpu[server, short]:.2f}x |")
+    ratio = wall["router", long_] / wall["router", short]
+    stack = wall["baseline", long_] / wall["baseline", short]
     print(f"\n{ratio:.2f}x: a hit on a {l}-token prefix takes {ratio:.2f} times as long as one on a "
-          f"{s}-token prefix (target: at most 2x; its request is 10x larger).")
+          f"{s}-token prefix (target: at most 2x; its request is 10x larger); by the router process's CPU "
+          f"time, {cpu['router', long_] / cpu['router', short]:.2f}x (steadier on a busy machine).")
     print(f"{stack:.2f}x: the stack alone (uvicorn + Starlette reading the same bodies and json.loads, "
           f"no router work) takes {stack:.2f} times as long for the {l} body as for the {s} one; "
-          f"the router's own work on a hit adds {medians['router', long_] - medians['baseline', long_]:.2f} ms "
-          f"to the {l} request and {medians['router', short] - medians['baseline', short]:.2f} ms to the {s} one.")
+          f"the router's own work on a hit adds {wall['router', long_] - wall['baseline', long_]:.2f} ms "
+          f"to the {l} request and {wall['router', short] - wall['baseline', short]:.2f} ms to the {s} one "
+          f"(by CPU: {cpu['router', long_] - cpu['baseline', long_]:.2f} and "
+          f"{cpu['router', short] - cpu['baseline', short]:.2f} ms).")
     return 0
 
 
