@@ -99,3 +99,67 @@ def test_a_blank_string_message_is_still_refused(content):
     with pytest.raises(RequestValidationError) as refused:
         validate_payload({"model": SONNET, "max_tokens": 8, "messages": [{"role": "user", "content": content}]})
     assert refused.value.field == "messages[0].content"
+
+
+# --- the request body read as JSON (orjson where it reads the same as json.loads) ----------------
+
+ODD_BODIES = [
+    b'{"a":NaN}', b'{"a":Infinity}', b'{"a":-Infinity}', b'{"a":1e400}', b'{"a":-0.0}', b'{"a":1e-320}',
+    b'{"a":18446744073709551615}', b'{"a":18446744073709551616}', b'{"a":-9223372036854775808}',
+    b'{"a":-9223372036854775809}', b'{"max_tokens":1180591620717411303424}', b'{"a":1e19}', b'{"a":-1e30}',
+    b'{"a":1,"a":2,"b":3}', b'{"a":"\\ud800"}', b'{"a":"\\ud83d\\ude00"}', b'\xef\xbb\xbf{"a":1}',
+    '{"a":1}'.encode("utf-16"), b'{"a":"\x01"}', b'[1,]', b'', b'  ', b'null', b' {"a" : [ 1 , 2 ] } \n',
+    b'{"a":"\\u0000"}', b'{"a":"\xff"}', b'{"a":01}', b'{"a":.5}', b'{"a":"\xed\xa0\x80"}', b'"x"',
+    b'[' * 1100 + b']' * 1100, b'{"a":123456789012345678901234567890.5}', b'{"a":4.9e-324}', b'{"a":5e-325}',
+    '{"é":"€","t":[true,false,null,{"x":[0.1,2,"\\n"]}]}'.encode(), b'{"a":1} x', b'{"a":1}{"b":2}',
+]
+
+
+def _outcome(parse, body: bytes) -> str:
+    try:
+        return "value " + repr(parse(body))
+    except Exception as error:  # the same exception, with the same message, is part of "the same"
+        return f"error {type(error).__name__}: {error}"
+
+
+@pytest.mark.parametrize("body", ODD_BODIES, ids=[repr(b[:24]) for b in ODD_BODIES])
+def test_a_body_reads_exactly_as_json_loads_reads_it(body):
+    import json
+
+    from orq_core.emulator.body import parse_body
+
+    assert _outcome(parse_body, body) == _outcome(json.loads, body)
+
+
+def test_an_integer_past_64_bits_stays_an_exact_integer():
+    from orq_core.emulator.body import parse_body
+
+    payload = parse_body(b'{"max_tokens":18446744073709551616,"n":[{"k":-99999999999999999999}]}')
+    assert payload == {"max_tokens": 2 ** 64, "n": [{"k": -99999999999999999999}]}
+    assert type(payload["max_tokens"]) is int
+
+
+def test_floats_read_to_the_same_numbers():
+    import json
+    import random
+    import struct
+
+    from orq_core.emulator.body import parse_body
+
+    rng = random.Random(7)
+    numbers = [struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(3000)]
+    numbers = [n for n in numbers if n == n and abs(n) != float("inf")]
+    body = json.dumps({"temperature": numbers, "text": [repr(n) for n in numbers]}).encode()
+    assert repr(parse_body(body)) == repr(json.loads(body))
+
+
+def test_a_long_prompt_is_not_parsed_by_json_loads(monkeypatch):
+    import json
+
+    from orq_core.emulator import body as body_module
+
+    calls: list[int] = []
+    monkeypatch.setattr(body_module, "json", types.SimpleNamespace(loads=lambda b: calls.append(len(b)) or json.loads(b)))
+    payload = _chat(LONG * 20, "q")
+    assert body_module.parse_body(json.dumps(payload).encode()) == payload
+    assert calls == []

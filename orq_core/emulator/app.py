@@ -58,6 +58,7 @@ from ..errors import OrqError, RequestValidationError, is_retryable
 from ..request import validate_payload, validated_breakpoints
 from ..tokens import TOKEN_UNITS, text_tokens
 from ..usage import Usage
+from .body import parse_body
 from .cache import PromptCache, ResponseCache, key_scope
 from .faults import CUT, ERROR_MIDSTREAM, HEADER, SLOW_FIRST_BYTE, Fault, FaultBoard, parse_faults
 from .latency import output_ms, predicted_ttft_ms
@@ -542,7 +543,7 @@ class Router:
         api_key = self.authenticate(request)
         body = await request.body()
         try:
-            payload = json.loads(body)
+            payload = parse_body(body)
         except ValueError:
             raise OrqError("The request body is not valid JSON", status=400) from None
         try:
