@@ -454,3 +454,46 @@ def test_a_sqlite_file_locked_by_another_instance_is_opened_once_the_lock_goes(t
     assert store._backend.query("SELECT x FROM held") == [(1,)]
     store.close()
     other.close()
+
+
+def test_on_postgres_one_sessions_open_transaction_does_not_hold_up_another(postgres_server):
+    # Streamlit runs each browser session on its own thread: a slow History load or a migration
+    # on one must not queue every other session's run-log write behind it.
+    store = Store(postgres_server.new_database_url())
+    inside, release = threading.Event(), threading.Event()
+
+    def hold_a_transaction() -> None:
+        with store._backend.transaction():
+            store._backend.execute("INSERT INTO docs (owner, kind, id, name, data, created, updated) "
+                                   "VALUES ('', 'note', 'held', 'Held', '{}', 0, 0)")
+            inside.set()
+            release.wait(timeout=60)
+
+    holder = threading.Thread(target=hold_a_transaction)
+    holder.start()
+    assert inside.wait(timeout=60)
+    answered = []
+    reader = threading.Thread(target=lambda: answered.append(store.list_docs("note")))
+    reader.start()
+    reader.join(timeout=30)
+    finished_while_held = not reader.is_alive()
+    release.set()
+    holder.join()
+    reader.join()
+    assert finished_while_held
+    assert answered == [[]]  # the other transaction's row is not visible before it commits
+    assert [d.id for d in store.list_docs("note")] == ["held"]
+    store.close()
+
+
+def test_on_postgres_connections_the_server_dropped_are_replaced(postgres_server):
+    import psycopg
+
+    url = postgres_server.new_database_url()
+    store = Store(url)
+    store.save_doc("note", "n1", "Before", {})
+    with psycopg.connect(url, autocommit=True) as admin:  # what a server restart does to every client
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    assert store.load_doc("note", "n1").name == "Before"
+    store.close()

@@ -1,8 +1,10 @@
 """The shared backend: PostgreSQL through psycopg 3, for several app instances behind a load balancer.
 
-One connection per store (autocommit), shared across threads under a lock; it is opened again
-when the server dropped it (a restart, an idle timeout). SQL is written once with ``?``
-placeholders for both backends and turned into psycopg's ``%s`` here.
+A pool of connections per store (psycopg_pool, autocommit), so one person's slow History load
+does not hold up another's run-log write on the same instance. Each connection is checked as it
+is taken and opened again when the server dropped it (a restart, an idle timeout). A transaction
+keeps its connection for the thread that opened it. SQL is written once with ``?`` placeholders
+for both backends and turned into psycopg's ``%s`` here.
 """
 
 from __future__ import annotations
@@ -33,13 +35,16 @@ def redact_url(url: str) -> str:
 
 class PostgresBackend:
     dialect = "postgres"
+    max_connections = 8
+    """Per app instance: Streamlit runs each browser session's script on its own thread."""
 
     def __init__(self, url: str, *, connect_timeout: float = 10.0):
         self.url = url
         self.location = f"PostgreSQL {redact_url(url)}"
         self._connect_timeout = connect_timeout
-        self._lock = threading.RLock()
-        self._conn = self._connect()
+        self._held = threading.local()  # the connection of the calling thread's open transaction
+        self._connect().close()  # a wrong URL is a sentence now, not a pool retrying in the background
+        self._pool = self._open_pool()
 
     def _connect(self):
         import psycopg
@@ -52,23 +57,47 @@ class PostgresBackend:
                 f"Could not connect to {self.location}: {redact_url(reason)}. Check that the server runs and that "
                 "the URL's host, port, database, user and password are right.") from None
 
-    def _live(self):
-        if self._conn.closed or self._conn.broken:
-            self._conn = self._connect()
-        return self._conn
+    def _open_pool(self):
+        from psycopg_pool import ConnectionPool
+
+        return ConnectionPool(self.url, min_size=1, max_size=self.max_connections, num_workers=1, open=True,
+                              kwargs={"autocommit": True, "connect_timeout": int(self._connect_timeout)},
+                              check=ConnectionPool.check_connection, timeout=self._connect_timeout,
+                              name="orq-playground-store")
+
+    @contextmanager
+    def _connection(self) -> Iterator:
+        held = getattr(self._held, "conn", None)
+        if held is not None:
+            yield held
+            return
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout:
+            raise StoreUnavailable(
+                f"No connection to {self.location} came free within {self._connect_timeout:g} s: the server is "
+                "down or overloaded. Try again in a moment.") from None
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._live().execute(_pg(sql), params).fetchall()
+        with self._connection() as conn:
+            return conn.execute(_pg(sql), params).fetchall()
 
     def execute(self, sql: str, params: tuple = ()) -> int:
-        with self._lock:
-            return self._live().execute(_pg(sql), params).rowcount
+        with self._connection() as conn:
+            return conn.execute(_pg(sql), params).rowcount
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        with self._lock, self._live().transaction():
-            yield
+        with self._connection() as conn, conn.transaction():
+            outer = getattr(self._held, "conn", None)
+            self._held.conn = conn
+            try:
+                yield
+            finally:
+                self._held.conn = outer
 
     @contextmanager
     def migration_transaction(self) -> Iterator[None]:
@@ -77,8 +106,7 @@ class PostgresBackend:
             yield
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._pool.close()
 
 
 def _pg(sql: str) -> str:
