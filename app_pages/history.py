@@ -18,7 +18,7 @@ st.caption("Every request you sent from this playground, yours only. Days are UT
 pages, models, statuses = choices(store)
 with st.container(border=True):
     today = today_utc()
-    top = st.columns([2, 2, 2, 2])
+    top = st.columns([3, 2, 2, 2])  # the date range needs room for two full dates
     days = top[0].date_input("Dates", value=(today - timedelta(days=29), today), key="history_days")
     chosen_pages = top[1].multiselect("Page", pages, key="history_pages", placeholder="all pages")
     chosen_models = top[2].multiselect("Model", models, key="history_models", placeholder="all models")

@@ -137,10 +137,10 @@ if notebook is None:
     st.markdown("A notebook is a story of cells: an explanation, a prompt, a comparison, a caching experiment, "
                 "a batch. Cells re-run, go stale when what they use changes, and export as a runnable `.ipynb` "
                 "and a standalone HTML report.")
-    c = st.columns(3)
+    c = st.columns([3, 2, 1])
     c[0].button("Start from the demo: “What prompt caching saves”", type="primary", key="nb_start_demo",
-                on_click=new_demo)
-    c[1].button("Start a blank notebook", key="nb_start_blank", on_click=new_blank)
+                on_click=new_demo, width="stretch")
+    c[1].button("Start a blank notebook", key="nb_start_blank", on_click=new_blank, width="stretch")
     st.stop()
 
 
