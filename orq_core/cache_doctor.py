@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -186,10 +187,9 @@ class Ledger:
 
     def read(self, keys: Iterable[str]) -> tuple[dict[str, LedgerEntry], dict | None]:
         """The entries at ``keys`` (those that exist) and ``_last``: one indexed query."""
-        found = self.store.get_items(LEDGER_KIND, self.doc_id, [LAST_KEY, *keys])
-        last = found.pop(LAST_KEY, None)
-        entries = {key: entry for key, data in found.items() if (entry := LedgerEntry.from_data(data)) is not None}
-        return entries, last if isinstance(last, dict) else None
+        found = self.store.get_items(LEDGER_KIND, self.doc_id, [LAST_KEY, *keys], decode=str)
+        last = _parsed(found.pop(LAST_KEY, None))
+        return _Entries(found), last if isinstance(last, dict) else None
 
     def save(self, entries: dict[str, LedgerEntry], last: dict | None = None) -> None:
         """Writes the entries (and ``_last``) in one statement."""
@@ -209,6 +209,45 @@ class Ledger:
                  ((entry := LedgerEntry.from_data(data)) is None or entry.expires_at + FORGET_AFTER_S < now)]
         self.drop(stale)
         return len(stale)
+
+
+class _Entries(dict):
+    """Ledger entries by key, each parsed from the store's JSON on first use: a prediction reads
+    the rows at up to 20 positions per breakpoint and looks at one or two of them."""
+
+    def __init__(self, texts: dict[str, str]):
+        super().__init__()
+        self._texts = texts
+
+    def _load(self, key: str) -> None:
+        text = self._texts.pop(key, None)
+        if text is not None:
+            entry = LedgerEntry.from_data(_parsed(text))
+            if entry is not None:
+                dict.__setitem__(self, key, entry)
+
+    def __contains__(self, key) -> bool:
+        self._load(key)
+        return dict.__contains__(self, key)
+
+    def __getitem__(self, key: str) -> LedgerEntry:
+        self._load(key)
+        return dict.__getitem__(self, key)
+
+    def __setitem__(self, key: str, entry: LedgerEntry) -> None:
+        self._texts.pop(key, None)
+        dict.__setitem__(self, key, entry)
+
+    def get(self, key: str, default=None):
+        self._load(key)
+        return dict.get(self, key, default)
+
+
+def _parsed(text: str | None):
+    try:
+        return json.loads(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def _merged(earlier: LedgerEntry | None, entry: LedgerEntry, now: float) -> LedgerEntry:

@@ -161,7 +161,12 @@ def test_a_prediction_reads_only_its_own_positions_from_the_ledger(router, store
         client.create(payload(system=f"{n}. " + LONG_SYSTEM))
     asked = []
     original = store.get_items
-    store.get_items = lambda kind, doc_id, keys: asked.append(list(keys)) or original(kind, doc_id, keys)
+
+    def recording(kind, doc_id, keys, **options):
+        asked.append(list(keys))
+        return original(kind, doc_id, keys, **options)
+
+    store.get_items = recording
     check = client.doctor.predict(payload(system="7. " + LONG_SYSTEM))
     assert check.expected_read_tokens > 1024
     assert asked == [["_last", check.candidate_keys[0]]]  # one breakpoint: one position, not 30 entries

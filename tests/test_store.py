@@ -231,6 +231,21 @@ def test_items_are_saved_one_at_a_time_replaced_by_key_and_ordered_by_key(store)
     assert store.get_item("batch", "b1", "missing") is None
 
 
+def test_several_items_are_read_written_and_deleted_by_key_at_once(store):
+    store.put_items("cache_ledger", "d", {f"k{n:03}": {"n": n} for n in range(400)})  # more than one statement
+    store.put_item("cache_ledger", "other", "k001", {"n": "other"})
+    store.put_items("cache_ledger", "d", {"k001": {"n": "replaced"}, "new": {"n": -1}})
+    assert store.get_items("cache_ledger", "d", ["k001", "k399", "missing", "new"]) == {
+        "k001": {"n": "replaced"}, "k399": {"n": 399}, "new": {"n": -1}}
+    assert store.get_items("cache_ledger", "d", ["k002"], decode=str) == {"k002": '{"n": 2}'}
+    assert len(store.get_items("cache_ledger", "d", [f"k{n:03}" for n in range(400)])) == 400
+    assert store.delete_items("cache_ledger", "d", [f"k{n:03}" for n in range(1, 400)] + ["missing"]) == 399
+    assert store.items("cache_ledger", "d") == [("k000", {"n": 0}), ("new", {"n": -1})]
+    assert store.items("cache_ledger", "other") == [("k001", {"n": "other"})]
+    store.put_items("cache_ledger", "d", {"bad": {"error": "Authorization: Bearer sk-secret-123"}})
+    assert "sk-secret-123" not in json.dumps(store.get_items("cache_ledger", "d", ["bad"]))
+
+
 def test_deleting_a_document_deletes_its_items_only(store):
     store.save_doc("batch", "b1", "a batch", {})
     store.put_item("batch", "b1", "k", {"v": 1})

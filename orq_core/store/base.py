@@ -247,17 +247,20 @@ class Store:
             (self.owner, kind, doc_id))
         return [(key, _loads(data)) for key, data in rows]
 
-    def get_items(self, kind: str, doc_id: str, keys: Iterable[str]) -> dict[str, dict]:
+    def get_items(self, kind: str, doc_id: str, keys: Iterable[str], *, decode: Callable[[str], Any] = None
+                  ) -> dict[str, Any]:
         """The items among ``keys`` that exist, by key: one indexed query (per ``_KEYS_PER_QUERY`` keys),
-        however many items the document holds."""
-        found: dict[str, dict] = {}
+        however many items the document holds. ``decode`` turns each item's JSON text into its value
+        (default: the parsed JSON; the cache ledger parses lazily)."""
+        decode = decode or _loads
+        found: dict[str, Any] = {}
         wanted = list(dict.fromkeys(keys))
         for start in range(0, len(wanted), _KEYS_PER_QUERY):
             chunk = wanted[start:start + _KEYS_PER_QUERY]
             rows = self._backend.query(
                 "SELECT key, data FROM doc_items WHERE owner = ? AND kind = ? AND doc_id = ? "
                 f"AND key IN ({', '.join('?' * len(chunk))})", (self.owner, kind, doc_id, *chunk))
-            found.update((key, _loads(data)) for key, data in rows)
+            found.update((key, decode(data)) for key, data in rows)
         return found
 
     def put_items(self, kind: str, doc_id: str, items: dict[str, dict]) -> None:
