@@ -420,7 +420,8 @@ class CacheDoctor:
                         f"last used {ago(now - entry.last_used)} ago)")
             if not entry.readable(now):
                 return "miss: sent before the first response began"
-        beyond = [j for j in range(max(shape.breakpoints) - 1, read_at, -1) if j not in set(candidates)]
+        reachable = set(candidates)
+        beyond = [j for j in range(max(shape.breakpoints) - 1, read_at, -1) if j not in reachable]
         if beyond:  # an entry the lookback cannot reach: read only on this path
             farther = self._entries(slug, [shape.keys[j] for j in beyond], now)
             for j in beyond:
