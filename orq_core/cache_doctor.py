@@ -273,8 +273,8 @@ class _Flight:
 
 # --- the request as the cache sees it -------------------------------------------------------------
 
-def _writer_label(payload: dict, now: float) -> str:
-    turns = sum(1 for m in payload.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user")
+def _writer_label(shape: Shape, now: float) -> str:
+    turns = shape.user_messages
     if turns >= 2:
         return f"turn {turns}"
     return "the request at " + time.strftime("%H:%M:%S", time.gmtime(now))
@@ -369,7 +369,7 @@ class CacheDoctor:
             candidate_tokens=tuple(shape.cumulative[j] for j in candidates),
             write_plan=tuple((shape.keys[b], shape.cumulative[b], b + 1, shape.blocks[b].cache_ttl or "5m")
                              for b in to_write),
-            sections=shape.sections, writer=_writer_label(payload, now))
+            sections=shape.sections, writer=_writer_label(shape, now))
         with self._lock:
             self._seen[id(check)] = (check, entries)
             while len(self._seen) > _SEEN_KEPT:
@@ -510,11 +510,12 @@ class CacheDoctor:
         if self._last_sections.get(check.model) != check.sections:
             self.ledger(check.model).save({}, last={"sections": check.sections, "at": check.predicted_at})
             self._last_sections[check.model] = check.sections
-        checked = replace(check, reported_read_tokens=read, reported_write_tokens=write)
         if read == check.expected_read_tokens and write == check.expected_write_tokens:
-            return replace(checked, verdict="as predicted")
-        self._reconcile(payload, check, check.model, read)
-        return replace(checked, verdict=self._difference(check, read, write))
+            verdict = "as predicted"
+        else:
+            self._reconcile(payload, check, check.model, read)
+            verdict = self._difference(check, read, write)
+        return replace(check, reported_read_tokens=read, reported_write_tokens=write, verdict=verdict)
 
     @staticmethod
     def _difference(check: CacheCheck, read: int, write: int) -> str:
@@ -547,7 +548,7 @@ class CacheDoctor:
             ttl = shape.blocks[read_at].cache_ttl or "5m"
             entries[key] = LedgerEntry(read, read_at + 1, ttl, entry.written_at if entry else now,
                                        now + TTL_SECONDS[ttl], now, now, entry.writer if entry else "another client")
-        readable_at, writer = self.clock(), _writer_label(payload, now)
+        readable_at, writer = self.clock(), _writer_label(shape, now)
         for b in to_write:
             key, ttl = shape.keys[b], shape.blocks[b].cache_ttl or "5m"
             earlier = None if key in forget else known.get(key)

@@ -40,6 +40,7 @@ class _Unit:
     section: str
     """'tools', 'system' or 'messages'."""
     salted: bool = False
+    user: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,18 @@ class Shape:
     """Per block: 'tools', 'system' or 'message N' (N its index in the request)."""
     breakpoints: tuple[int, ...]
     sections: dict
+    unit_ends: tuple[int, ...] = ()
+    """Per unit, the number of blocks up to and including it."""
+    user_turns: tuple[int, ...] = ()
+    """Per unit, the number of user messages up to and including it."""
 
     @property
     def total(self) -> int:
         return self.cumulative[-1] if self.cumulative else 0
+
+    @property
+    def user_messages(self) -> int:
+        return self.user_turns[-1] if self.user_turns else 0
 
 
 def shape_of(payload: dict, slug: str, previous: Shape | None = None) -> Shape:
@@ -121,7 +130,8 @@ def _message_unit(index: int, message: dict, context: dict, salted: bool) -> _Un
     ttl = _marker_ttl(message)
     if ttl is not None and blocks:
         blocks[-1] = _marked(blocks[-1], ttl)
-    return _Unit(index, _copy(message), tuple(blocks), "system" if system else "messages", salt_here)
+    return _Unit(index, _copy(message), tuple(blocks), "system" if system else "messages", salt_here,
+                 message.get("role") == "user")
 
 
 def _marker_ttl(holder: dict) -> str | None:
@@ -136,7 +146,12 @@ def _marked(block: Block, ttl: str) -> Block:
 
 def _assemble(slug: str, units: list[_Unit], context: dict, previous: Shape | None, reused: int) -> Shape:
     """Blocks, hashes, sums and labels: the first ``reused`` units' taken from ``previous``."""
-    kept = sum(len(unit.blocks) for unit in units[:reused]) if previous is not None else 0
+    kept = previous.unit_ends[reused - 1] if previous is not None and reused else 0
+    unit_ends = list(previous.unit_ends[:reused]) if reused else []
+    user_turns = list(previous.user_turns[:reused]) if reused else []
+    for unit in units[reused:]:
+        unit_ends.append((unit_ends[-1] if unit_ends else 0) + len(unit.blocks))
+        user_turns.append((user_turns[-1] if user_turns else 0) + unit.user)
     fresh = [block for unit in units[reused:] for block in unit.blocks]
     fresh_labels = [_label(unit) for unit in units[reused:] for _ in unit.blocks]
     if kept:
@@ -155,7 +170,8 @@ def _assemble(slug: str, units: list[_Unit], context: dict, previous: Shape | No
     return Shape(slug, tuple(units), context, blocks + tuple(fresh), chain, keys, cumulative + tuple(sums),
                  labels + tuple(fresh_labels),
                  breakpoints + tuple(kept + i for i, block in enumerate(fresh) if block.cache_ttl),
-                 previous.sections if _same_sections(units, context, previous, reused) else _sections(units, context))
+                 previous.sections if _same_sections(units, context, previous, reused) else _sections(units, context),
+                 tuple(unit_ends), tuple(user_turns))
 
 
 def _same_sections(units: list[_Unit], context: dict, previous: Shape | None, reused: int) -> bool:

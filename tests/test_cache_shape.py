@@ -54,8 +54,9 @@ def _tools(rng: random.Random, variant: int) -> list:
 def _assert_same(shape, payload):
     fresh = shape_of(payload, SLUG)
     assert list(shape.blocks) == segment_prompt(payload)
-    for name in ("keys", "chain", "cumulative", "labels", "breakpoints", "sections"):
+    for name in ("keys", "chain", "cumulative", "labels", "breakpoints", "sections", "unit_ends", "user_turns"):
         assert getattr(shape, name) == getattr(fresh, name), name
+    assert shape.user_messages == sum(1 for m in payload["messages"] if m.get("role") == "user")
 
 
 def test_reused_segmentation_equals_the_routers_over_random_sequences():
