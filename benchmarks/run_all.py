@@ -188,6 +188,7 @@ def headline(runs: dict[str, Run]) -> list[tuple[str, str, str]]:
     if doctor:
         rows.append(("Cache doctor per request (predict, ledger, compare; 10K-token prefix, 40 turns)",
                      cell(doctor, "cache doctor per request", 0),
+                     f"CPU time of the calling thread {cell(doctor, 'cache doctor per request, CPU', 0)}; "
                      f"requests predicted exactly: {cell(doctor, 'requests predicted exactly', 0)}"))
     return rows
 
