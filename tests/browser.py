@@ -17,6 +17,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
+# Generous on purpose: a fresh 2-core CI machine under load takes seconds to load Streamlit's bundle or
+# to start a server. A wait ends as soon as its condition holds, so a long limit costs nothing when it passes.
+PAGE_TIMEOUT_MS = 90_000
+SERVER_START_S = 180
+# Streamlit marks its root element with the script's run state: "notRunning" once a run has ended
+# ("initial" before the first one, "running"/"rerunRequested" during one).
+APP_IDLE = "[data-testid='stApp'][data-test-script-state='notRunning'][data-test-connection-state='CONNECTED']"
 
 
 def chromium_path() -> str:
@@ -49,10 +56,10 @@ def running_app(tmp_path: Path, extra_env: dict | None = None):
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + SERVER_START_S
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/_stcore/health", timeout=10).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -60,7 +67,8 @@ def running_app(tmp_path: Path, extra_env: dict | None = None):
                 raise RuntimeError((tmp_path / "streamlit.log").read_text())
             time.sleep(0.2)
         else:
-            raise RuntimeError("streamlit did not become healthy in 60 s")
+            raise RuntimeError(f"streamlit did not become healthy in {SERVER_START_S} s:\n"
+                               + (tmp_path / "streamlit.log").read_text())
         yield url
     finally:
         stop_process(process)
@@ -84,10 +92,16 @@ def browser_page(tmp_path: Path):
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
             page = context.new_page()
-            page.set_default_timeout(30_000)
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
             yield page
         finally:
             browser.close()
+
+
+def wait_until_idle(page) -> None:
+    """Until the page's current script run has ended: read what a page shows at the end of its run,
+    never at a fixed time after its first paint (a loaded machine paints the rest seconds later)."""
+    page.locator(APP_IDLE).wait_for()
 
 
 def artifacts_dir(tmp_path: Path) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from browser import artifacts_dir, browser_page, running_app
+from browser import artifacts_dir, browser_page, running_app, wait_until_idle
 
 EXCEPTION = "[data-testid='stException']"
 
@@ -20,12 +20,13 @@ def page_url(tmp_path_factory):
 def upload(page, path, expected: str, attempts: int = 3) -> None:
     """Give the uploader the file until the page shows ``expected``. A file handed over while the page's
     first run is still going can be lost when that run replaces the widget (seen once in a CI run, on a
-    fresh server), so the person's retry is the test's too, at most ``attempts`` times."""
+    fresh server), so the file is handed over once the page's run has ended, and again if it was still
+    lost (a person's retry), at most ``attempts`` times."""
     for attempt in range(1, attempts + 1):
-        page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidget']\")")
+        wait_until_idle(page)  # the status widget shows only after a delay: it is no sign the run ended
         page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(path))
         try:
-            page.get_by_text(expected).wait_for(timeout=15_000)
+            page.get_by_text(expected).wait_for(timeout=30_000)
             return
         except PlaywrightTimeoutError:
             if attempt == attempts:

@@ -10,7 +10,7 @@ import pytest
 from fpdf import FPDF
 from PIL import Image
 
-from browser import artifacts_dir, browser_page, running_app
+from browser import artifacts_dir, browser_page, running_app, wait_until_idle
 
 # Slow enough that an answer arrives in several paints (streaming is visible), fast enough that
 # the whole module stays well under its time budget.
@@ -19,6 +19,7 @@ ANSWER = "synthetic answer"
 USAGE = "answered by"
 EXCEPTION = "[data-testid='stException']"
 CURSOR = "▌"
+QUESTION = "Why is the sea salty? Think it through, then answer in 800 words."
 
 # Records every text the page paints that holds the streaming cursor, so a test can tell that an
 # answer arrived in pieces (not in one final paint).
@@ -82,7 +83,7 @@ def ui(tmp_path_factory):
         # The very first visit after the server starts is a deep link: see the test below.
         page.goto(url + "/vision")
         page.get_by_text("Vision", exact=False).first.wait_for()
-        page.wait_for_timeout(1500)
+        wait_until_idle(page)  # what the first run painted, read when it has ended
         first_visit = page.inner_text("body")
         yield Browser(url, page, artifacts_dir(tmp), first_visit)
 
@@ -122,9 +123,12 @@ def test_chat_streams_an_answer_with_thinking(ui):
     page.wait_for_function("() => document.querySelector(\"input[aria-label='max_tokens']\").value === '4096'")
     page.evaluate(WATCH_STREAMING)
     box = page.locator("[data-testid='stChatInputTextArea']")
-    box.fill("Why is the sea salty? Think it through.")
+    # A long answer (about 1,000 tokens, over a second at this time scale) so that it is painted many times
+    # even when the app's script thread is starved for a while and then reads what arrived in one go.
+    box.fill(QUESTION)
     box.press("Enter")
     ui.text(USAGE)
+    wait_until_idle(page)  # the run that redraws the conversation has ended: nothing is replaced under the click
     answer = page.locator("[data-testid='stChatMessage']").filter(has_text=ANSWER).last
     thinking = answer.locator("[data-testid='stExpander']").filter(has_text="Thinking")
     thinking.first.click()  # open it for the screenshot
@@ -132,7 +136,7 @@ def test_chat_streams_an_answer_with_thinking(ui):
     ui.shot("chat")
     ui.no_exception()
     body = ui.body()
-    assert "Why is the sea salty? Think it through." in body
+    assert QUESTION in body
     assert "(reasoning " in body and "finish: stop" in body
     assert len(painted) >= 2, "the answer should arrive in several paints, with the streaming cursor"
     assert CURSOR not in answer.inner_text()  # the finished answer has no cursor

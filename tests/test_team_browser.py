@@ -11,7 +11,7 @@ import contextlib
 
 import pytest
 
-from browser import CHROMIUM_ARGS, chromium_path, running_app
+from browser import CHROMIUM_ARGS, PAGE_TIMEOUT_MS, chromium_path, running_app, wait_until_idle
 from orq_core.store import Store
 from pg_support import BACKENDS, store_target
 
@@ -36,7 +36,7 @@ def two_people():
                 context = browser.new_context(viewport={"width": 1400, "height": 1000},
                                               extra_http_headers={HEADER: person})
                 page = context.new_page()
-                page.set_default_timeout(30_000)
+                page.set_default_timeout(PAGE_TIMEOUT_MS)
                 pages.append(page)
             yield pages
         finally:
@@ -46,7 +46,7 @@ def two_people():
 def visit(page, url: str, ready: str) -> str:
     page.goto(url)
     page.get_by_text(ready, exact=False).first.wait_for()
-    page.wait_for_timeout(500)  # let the page finish its run after the first paint
+    wait_until_idle(page)  # read the page once its run has ended, not at a fixed time after the first paint
     assert page.locator("[data-testid='stException']").count() == 0
     return page.inner_text("body")
 
