@@ -158,16 +158,22 @@ def test_warm_first_writes_the_prefix_once_per_target_and_reads_it_15_times(rout
 
 
 class FirstWaveTogether:
-    """Holds each target's first ``size`` requests until the runner has started all of them, then lets
-    them go at once: the cold wave reaches the router within milliseconds of each other however loaded
-    the machine is (its TTFT is hundreds of ms), and a runner that did not start 8 at once breaks the
-    barrier and fails the test."""
+    """Holds each target's first ``size`` requests until the runner has started all of them (a runner
+    that did not start ``size`` at once breaks the barrier and fails the test), then lets them go.
 
-    def __init__(self, client: OrqClient, size: int):
-        self._client, self._size = client, size
+    The router's clock stands still until every target's first wave has answered, so however loaded the
+    machine is (however far apart the wave reaches the router), no request of it sees what another one
+    wrote: an entry becomes readable only at its writer's first byte, an emulated TTFT later. Then the
+    clock moves a minute on (past every TTFT, well within the 5-minute TTL) before any later request
+    is sent, so every later one reads."""
+
+    def __init__(self, client: OrqClient, size: int, targets: int, clock):
+        self._client, self._size, self._clock = client, size, clock
         self._lock = threading.Lock()
         self._started: dict[str, int] = {}
         self._barriers: dict[str, threading.Barrier] = {}
+        self._waves_left = size * targets
+        self._waves_done = threading.Event()
 
     def __getattr__(self, name):
         return getattr(self._client, name)
@@ -177,15 +183,25 @@ class FirstWaveTogether:
         with self._lock:
             position = self._started[model] = self._started.get(model, 0) + 1
             barrier = self._barriers.setdefault(model, threading.Barrier(self._size))
-        if position <= self._size:
-            barrier.wait(timeout=60)
-        return self._client.stream(payload, **options)
+        if position > self._size:
+            assert self._waves_done.wait(timeout=120), "the first waves did not all answer"
+            yield from self._client.stream(payload, **options)
+            return
+        barrier.wait(timeout=60)
+        try:
+            yield from self._client.stream(payload, **options)
+        finally:
+            with self._lock:
+                self._waves_left -= 1
+                if self._waves_left == 0:
+                    self._clock.advance(60)
+                    self._waves_done.set()
 
 
-def test_without_warming_a_cold_wave_of_eight_all_write(router_factory):
-    router = router_factory(time_scale=1)
+def test_without_warming_a_cold_wave_of_eight_all_write(router_factory, fake_clock):
+    router = router_factory(time_scale=1, clock=fake_clock)
     with client_for(router) as client:
-        batch = run_batch(FirstWaveTogether(client, 8), cache_batch(warm_first=False))
+        batch = run_batch(FirstWaveTogether(client, 8, targets=2, clock=fake_clock), cache_batch(warm_first=False))
     assert [writes_and_reads(batch, slug) for slug in (SONNET, HAIKU)] == [(8, 8), (8, 8)]
 
 
