@@ -9,9 +9,10 @@ from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")  # AppTest resolves relative paths from the caller
+RUN_TIMEOUT_S = 120  # per script run: generous, a loaded 2-core machine runs a page several times slower
 
 
-def open_app(page: str | None = None, *, timeout: float = 60) -> AppTest:
+def open_app(page: str | None = None, *, timeout: float = RUN_TIMEOUT_S) -> AppTest:
     """Run app.py (sidebar, navigation) and, when given, switch to ``app_pages/<page>``."""
     at = AppTest.from_file(APP, default_timeout=timeout)
     at.run()

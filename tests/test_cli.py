@@ -77,10 +77,12 @@ def test_two_cli_runs_against_one_router_process_predict_the_read(tmp_path):
                  "ORQ_PLAYGROUND_DB": str(tmp_path / "cli.db")}
         system = "You answer questions about a long manual. " * 200
         args = ("chat", "--prompt", "How do I reset it?", "--system", system, "--cache-system", "--json")
-        for _ in range(100):  # the server prints its line before it listens
+        deadline = time.monotonic() + 120  # the server prints its line before it listens (seconds, under load)
+        while True:
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
+            assert router.poll() is None and time.monotonic() < deadline, "the local router did not start listening"
             time.sleep(0.05)
         first = json.loads(run_cli(*args, env_extra=extra).stdout)
         second = json.loads(run_cli(*args, env_extra=extra).stdout)

@@ -44,7 +44,7 @@ class FakeClient:
         if fault == "429":
             raise RateLimitError("rate limited by the fake", status=429)
         if self.barrier is not None:
-            self.barrier.wait(timeout=10)  # only releases when every column is inside stream() at once
+            self.barrier.wait(timeout=60)  # only releases when every column is inside stream() at once
         yield TextDelta(f"answer from {payload['model']} ")
         if fault == "cut":
             yield ErrorEvent("connection closed early")
@@ -158,7 +158,7 @@ def test_closing_the_stream_early_cancels_the_columns_still_running():
         def stream(self, payload, *, page=None, headers=None, cancel=None):
             seen_cancel.append(cancel)
             yield TextDelta("first ")
-            release.wait(timeout=10)
+            release.wait(timeout=60)
             yield Done(Completion(text="late", model=payload["model"], partial=cancel.is_set()))
 
     comparison = Comparison([CompareTarget(SONNET), CompareTarget(HAIKU)])

@@ -283,7 +283,7 @@ def test_a_parallel_cold_wave_writes_once_per_request(router_factory, fake_clock
     barrier = threading.Barrier(4)
 
     def send(_):
-        barrier.wait()
+        barrier.wait(timeout=60)
         return usage_of(post(router, payload))
 
     with ThreadPoolExecutor(4) as pool:

@@ -1,10 +1,8 @@
 """Faults, end to end: the client, the run log, the Chat page and the lab against the local router's
 fault injection (``orq_core/emulator/faults.py``). No real waiting: the client's sleep is injected
-(or Retry-After is 0), and only the read-timeout cases wait the half second they are about."""
+(or Retry-After is 0), and only the read-timeout cases wait the read timeout they are about."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -17,8 +15,8 @@ from orq_core.store import Store
 from orq_core.types import Done, ErrorEvent, TextDelta
 
 from browser import free_port as closed_port  # a loopback port bound and released: nobody listens
+from page_support import APP, RUN_TIMEOUT_S
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 SONNET = "anthropic/claude-sonnet-4-5-20250929"
 SONNET_AWS = "aws/anthropic/claude-sonnet-4-5-20250929"
 FAULT = "X-Emulator-Fault"
@@ -243,7 +241,7 @@ def dead_router_app(monkeypatch, tmp_path):
     monkeypatch.setenv("ORQ_BASE_URL", f"http://127.0.0.1:{port}/v2/router")
     monkeypatch.setenv("ORQ_LOCAL_ROUTER_TIME_SCALE", "0")
     monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "chat.db"))
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT_S)
     at.run()
     assert not at.exception
     return at, port
@@ -286,8 +284,9 @@ def test_a_slow_first_byte_beyond_the_read_timeout_is_a_timeout_sentence(router_
 
 def test_one_slow_first_byte_is_retried_and_logged_once(router_factory, client_for, store, waits):
     router = router_factory(fault_time_scale=1)
-    client = client_for(router, timeouts=Timeouts(read=0.5), max_retries=1)
-    completion = finished(client, payload(), headers={FAULT: "slow_first_bytex1:2#slow"})[1]
+    # The retry must answer within the read timeout: 2 s, not 0.5, so a loaded machine's pause is no timeout.
+    client = client_for(router, timeouts=Timeouts(read=2.0), max_retries=1)
+    completion = finished(client, payload(), headers={FAULT: "slow_first_bytex1:10#slow"})[1]
     assert completion.finish_reason == "stop" and not completion.partial
     assert len(waits) == 1
     assert [r.status for r in store.runs()] == ["ok"]
@@ -315,7 +314,7 @@ def shared_router(monkeypatch):
 def chat_app(monkeypatch, tmp_path, shared_router):
     monkeypatch.delenv("ORQ_API_KEY", raising=False)
     monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "chat.db"))
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT_S)
     at.run()
     assert not at.exception
     return at
@@ -326,7 +325,7 @@ def lab_app(monkeypatch, tmp_path, shared_router):
     monkeypatch.delenv("ORQ_API_KEY", raising=False)
     monkeypatch.delenv("ORQ_SPEND_BUDGET_USD", raising=False)
     monkeypatch.setenv("ORQ_PLAYGROUND_DB", str(tmp_path / "lab.db"))
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT_S)
     at.run()
     at.switch_page("app_pages/caching_lab.py")
     at.run()

@@ -33,17 +33,19 @@ def keyed_router_process(tmp_path):
                                 "--api-key", FAKE_KEY], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v2/router"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a fresh interpreter under load takes seconds to listen
         while True:
             try:
-                if httpx.get(f"{base_url}/models", headers={"Authorization": f"Bearer {FAKE_KEY}"}).status_code == 200:
+                if httpx.get(f"{base_url}/models", headers={"Authorization": f"Bearer {FAKE_KEY}"},
+                             timeout=30).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             assert process.poll() is None, (tmp_path / "router.log").read_text()
             assert time.monotonic() < deadline, "the local router did not start"
             time.sleep(0.1)
-        assert httpx.get(f"{base_url}/models", headers={"Authorization": "Bearer another-key"}).status_code == 401
+        assert httpx.get(f"{base_url}/models", headers={"Authorization": "Bearer another-key"},
+                         timeout=30).status_code == 401
         yield base_url
     finally:
         stop_process(process)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from page_support import APP, open_app
+from page_support import APP, RUN_TIMEOUT_S, open_app
 from streamlit.testing.v1 import AppTest
 
 from orq_core.notebook import Notebook
@@ -107,7 +107,7 @@ def test_every_cell_kind_runs_goes_stale_and_reloads_from_the_url(app, page_env)
     assert "One word about Lima and volcanoes." in nb.cell(ids["batch"]).output.batch["records"][1]["output"]
 
     # reload from the URL in a new session: the same cells and outputs, from the store
-    again = AppTest.from_file(APP, default_timeout=60)
+    again = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT_S)
     again.query_params["nb"] = nb.id
     again.run()
     again.switch_page(PAGE)
@@ -166,7 +166,7 @@ def test_an_error_stops_run_all_in_its_cell(app):
 
 
 def test_a_link_to_a_missing_notebook_says_so(page_env):
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT_S)
     at.run()
     at.switch_page(PAGE)
     at.query_params["nb"] = "0123456789"

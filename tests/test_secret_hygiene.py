@@ -18,7 +18,8 @@ from streamlit.testing.v1 import AppTest
 from orq_core.__main__ import main
 from orq_core.emulator import EmulatorSettings, start_local_router
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+from page_support import APP, RUN_TIMEOUT_S
+
 FAKE_KEY = "sk-orq-HYGIENE-5f0c7a93e1d24b68-SECRET-k9Qz"
 WRONG_KEY = "sk-orq-WRONGKEY-0a1b2c3d4e5f6789-SECRET-zz42"
 SONNET = "anthropic/claude-sonnet-4-5-20250929"
@@ -162,7 +163,7 @@ PAGES = {"app_pages/chat.py": drive_chat, "app_pages/vision.py": drive_vision, "
 @pytest.mark.parametrize("page", list(PAGES))
 def test_every_page_uses_the_key_and_shows_it_nowhere(page, keyed_env, served_files, caplog, capfd):
     caplog.set_level(logging.DEBUG)
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT_S)
     at.run()
     assert not at.exception, at.exception
     sidebar = " ".join(str(e.value) for e in at.sidebar.success)
@@ -188,7 +189,7 @@ def test_every_page_uses_the_key_and_shows_it_nowhere(page, keyed_env, served_fi
 def test_a_refused_key_is_not_repeated_in_the_page_or_logs(monkeypatch, keyed_env, caplog, capfd):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("ORQ_API_KEY", WRONG_KEY)
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT_S)
     at.run()
     sidebar = " ".join(e.value for e in at.sidebar.error)
     assert "refused the API key (401)" in sidebar

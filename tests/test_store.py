@@ -427,7 +427,7 @@ def test_instances_starting_at_once_apply_each_migration_once(target):
     stores, errors = [], []
 
     def start() -> None:
-        barrier.wait()
+        barrier.wait(timeout=60)
         try:
             stores.append(Store(target))
         except Exception as error:  # noqa: BLE001 - the assertion below shows it
