@@ -4,7 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian packages the tests need: chromium (browser tests) and postgresql (the store's tests start a
 # throwaway cluster from its server binaries; the package's own cluster is not used).
+# python3-venv: Debian's python3 cannot create a virtualenv without it (no ensurepip).
 missing=()
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
