@@ -44,35 +44,56 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_app(tmp_path: Path, extra_env: dict | None = None):
     """`streamlit run app.py` on a free port, on the local router with no simulated waiting."""
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "ORQ_API_KEY"}
     env.update({"ORQ_LOCAL_ROUTER_TIME_SCALE": "0", "ORQ_PLAYGROUND_DB": str(tmp_path / "browser.db"),
                 "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"})
     env.update(extra_env or {})
-    log = open(tmp_path / "streamlit.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while time.monotonic() < deadline:
+    log_path = tmp_path / "streamlit.log"
+    with open(log_path, "ab") as log:
+        # The port is free when chosen but another process may take it before streamlit binds it
+        # (seconds later on a loaded machine): then streamlit exits and we start again on another.
+        for attempt in range(1, 4):
+            port = free_port()
+            log.flush()
+            log_start = log_path.stat().st_size
+            process = subprocess.Popen(
+                [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+                 "--server.headless", "true", "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            url = f"http://127.0.0.1:{port}"
             try:
-                if httpx.get(f"{url}/_stcore/health", timeout=10).status_code == 200:
+                if wait_until_healthy(process, url, log_path, log_start):
                     break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None:
-                raise RuntimeError((tmp_path / "streamlit.log").read_text())
-            time.sleep(0.2)
-        else:
-            raise RuntimeError(f"streamlit did not become healthy in {SERVER_START_S} s:\n"
-                               + (tmp_path / "streamlit.log").read_text())
-        yield url
-    finally:
-        stop_process(process)
-        log.close()
+            except BaseException:
+                stop_process(process)
+                raise
+            if attempt == 3:
+                raise RuntimeError(f"streamlit found no free port in 3 attempts:\n{log_path.read_text()}")
+        try:
+            yield url
+        finally:
+            stop_process(process)
+
+
+def wait_until_healthy(process: subprocess.Popen, url: str, log_path: Path, log_start: int) -> bool:
+    """True once this process answers its health check; False when it exited because its port was taken
+    (its log from byte ``log_start`` says so)."""
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        healthy = False
+        try:
+            healthy = httpx.get(f"{url}/_stcore/health", timeout=10).status_code == 200
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:  # checked after the health check too: another server's answer is not ours
+            log = log_path.read_bytes()[log_start:].decode("utf-8", "replace")
+            if "is not available" in log:
+                return False
+            raise RuntimeError(f"streamlit exited with {process.returncode}:\n{log}")
+        if healthy:
+            return True
+        time.sleep(0.2)
+    raise RuntimeError(f"streamlit did not become healthy in {SERVER_START_S} s:\n{log_path.read_text()}")
 
 
 def stop_process(process: subprocess.Popen) -> None:
@@ -81,6 +102,7 @@ def stop_process(process: subprocess.Popen) -> None:
         process.wait(10)
     except subprocess.TimeoutExpired:
         process.kill()
+        process.wait()
 
 
 @contextlib.contextmanager

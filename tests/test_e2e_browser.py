@@ -45,6 +45,7 @@ class Browser:
     def open(self, path: str) -> None:
         self.page.goto(self.url + path)
         self.page.get_by_text("local router", exact=False).first.wait_for()
+        wait_until_idle(self.page)  # widgets are used once the first run has drawn them all
 
     def text(self, text: str, count: int = 1):
         """Wait until ``text`` is visible ``count`` times; returns the locator."""
@@ -222,6 +223,7 @@ def test_compare_columns_can_be_told_apart_at_1024x768(ui):
         three = page.get_by_role("radiogroup", name="Columns").get_by_role("radio", name="3", exact=True)
         three.click()
         page.wait_for_function("() => document.body.innerText.includes('Column 3')")
+        wait_until_idle(page)  # the run that draws the third column has ended
         shown = [page.get_by_role("combobox", name=f"Column {i}").input_value() for i in (1, 2, 3)]
         ui.shot("compare_1024x768")
         assert [text.split(" · ")[0] for text in shown] == ["Anthropic", "Bedrock", "Vertex"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from browser import artifacts_dir, browser_page, running_app
+from browser import artifacts_dir, browser_page, running_app, wait_until_idle
 
 from orq_core.client import OrqClient
 from orq_core.notebook import RunContext, demo_notebook, run_all
@@ -40,6 +40,8 @@ def test_the_report_opens_offline_with_its_cost_and_charts(local_router, tmp_pat
 def test_a_saved_notebook_opened_by_its_link_runs_all(tmp_path):
     with running_app(tmp_path) as url, browser_page(tmp_path) as page:
         page.goto(f"{url}/notebook")
+        page.get_by_text("Start from the demo", exact=False).first.wait_for()
+        wait_until_idle(page)  # a click during the first run may land on a button that run replaces
         page.get_by_text("Start from the demo", exact=False).first.click()
         page.get_by_text("What prompt caching saves", exact=False).first.wait_for()
         page.wait_for_function("() => location.search.includes('nb=')")
@@ -49,6 +51,7 @@ def test_a_saved_notebook_opened_by_its_link_runs_all(tmp_path):
         page.goto("about:blank")
         page.goto(link)  # a fresh browser session: the notebook comes from the store
         page.get_by_text("not run", exact=False).first.wait_for()
+        wait_until_idle(page)
         assert notebook_id in page.url
         page.get_by_role("button", name=re.compile("Run all")).click()
         # Wait for Run all's end state (every badge up to date, no cell running), not for the first finished
@@ -57,6 +60,7 @@ def test_a_saved_notebook_opened_by_its_link_runs_all(tmp_path):
                                " return (text.match(/up to date/g) || []).length >= 4"
                                " && !text.includes('not run') && !text.includes('Running'); }", timeout=120_000)
         page.get_by_text("cache read", exact=False).first.wait_for()
+        wait_until_idle(page)  # the totals below the cells are painted by the end of Run all's run
         body = page.inner_text("body")
         page.screenshot(path=str(artifacts_dir(tmp_path) / "notebook.png"), full_page=True)
         assert page.locator(EXCEPTION).count() == 0
