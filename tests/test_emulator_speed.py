@@ -113,10 +113,15 @@ def _long_chat(question: str, tools: list | None = None) -> dict:
 
 
 def _counting_text_tokens(monkeypatch) -> list[int]:
+    """Records the length of every text counted afresh, from an empty memo (an earlier test in the same
+    process may have counted the same prefix)."""
+    from collections import OrderedDict
+
     from orq_core.emulator import prompt
 
     lengths: list[int] = []
     real = prompt.text_tokens
+    monkeypatch.setattr(prompt, "_TOKENS_BY_DIGEST", OrderedDict())
 
     def counting(text: str) -> int:
         lengths.append(len(text))
