@@ -460,36 +460,38 @@ def _body_paragraphs(words: list[str], rng: "Draws", target_tokens: int, target_
                      used_tokens: int, used_words: int) -> list[tuple[str, int]]:
     """Paragraphs of 2-4 template sentences until the target length; each with its tokens."""
     templates = rng.shuffled(_BODY_TEMPLATES)
-    counts = {word: (text_tokens(word), len(word.split()) - 1) for word in {w for pair in _keyword_pairs(words) for w in pair}}
-    pairs = [(a, a[:1].upper() + a[1:], b, counts[a], counts[b]) for a, b in _keyword_pairs(words)]
-    period = math.lcm(len(templates), len(pairs))  # sentence i is sentence i + period again
+    pairs = _keyword_pairs(words)
+    counts = {word: (text_tokens(word), len(word.split()) - 1) for pair in pairs for word in pair}
+    # sentence i is sentence i + period again: fill each distinct one once, on first use
+    period = math.lcm(len(templates), len(pairs))
     filled: list[tuple[str, int, int]] = []
-    paragraphs: list[tuple[str, int]] = []
-    sentences: list[str] = []
-    paragraph_tokens, size = 0, 2 + rng.below(3)
     # the restated question counts half: the body still says something about it
     tokens_so_far, words_so_far = used_tokens // 2, used_words
-    for i in range(2001):
-        if target_words is not None and words_so_far >= target_words:
+    n = 0
+    while n <= 2000:
+        if target_words is not None:
+            if words_so_far >= target_words:
+                break
+        elif tokens_so_far >= target_tokens and n >= 2:
             break
-        if target_words is None and tokens_so_far >= target_tokens and i >= 2:
-            break
-        if i < period:
-            t = templates[i % len(templates)]
-            a, upper_a, b, (a_tokens, a_words), (b_tokens, b_words) = pairs[i % len(pairs)]
+        if n < period:
+            t, (a, b) = templates[n % len(templates)], pairs[n % len(pairs)]
+            (a_tokens, a_words), (b_tokens, b_words) = counts[a], counts[b]
             uses_a = t.lower_a + t.upper_a
-            filled.append((t.positional.format(a, upper_a, b), t.tokens + uses_a * a_tokens + t.b * b_tokens,
-                           t.words + uses_a * a_words + t.b * b_words))
-        sentence, tokens, sentence_words = filled[i % period]
-        if len(sentences) >= size:
-            paragraphs.append((" ".join(sentences), paragraph_tokens))
-            sentences, paragraph_tokens, size = [], 0, 2 + rng.below(3)
-        sentences.append(sentence)
-        paragraph_tokens += tokens
+            filled.append((t.positional.format(a, a[:1].upper() + a[1:], b),
+                           t.tokens + uses_a * a_tokens + t.b * b_tokens, t.words + uses_a * a_words + t.b * b_words))
+        _, tokens, sentence_words = filled[n % period]
         tokens_so_far += tokens
         words_so_far += sentence_words
-    if sentences:
-        paragraphs.append((" ".join(sentences), paragraph_tokens))
+        n += 1
+    sentences = filled * (n // period) + filled[:n % period]
+    paragraphs = []
+    start = 0
+    while start < n:
+        size = 2 + rng.below(3)
+        chunk = sentences[start:start + size]
+        paragraphs.append((" ".join([sentence for sentence, _, _ in chunk]), sum([tokens for _, tokens, _ in chunk])))
+        start += size
     return paragraphs
 
 
