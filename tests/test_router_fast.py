@@ -151,7 +151,7 @@ def test_the_encoded_stream_is_the_plans_deltas_and_its_run_the_events_one_by_on
         for gen in _generations():
             for size in (1, 4):
                 deltas = [delta for delta, _ in gen.encoded_plan(size)]
-                assert gen.encoded_stream(size).split("\0") == deltas
+                assert gen.encoded_stream(size).split(b"\0") == [delta.encode() for delta in deltas]
                 assert events.encoded_run(gen.encoded_stream(size)) == b"".join(
                     events.encoded_delta(d, None) for d in deltas)
 

@@ -162,11 +162,12 @@ class ChunkEvents:
         finish = "null" if finish_reason is None else _to_json(finish_reason)
         return f'{self._head}{delta_json},"finish_reason":{finish}{self._tail}'.encode("utf-8")
 
-    def encoded_run(self, joined_deltas: str) -> bytes:
-        """b"".join(self.encoded_delta(d, None) for d in joined_deltas.split("\0")), built as one
-        string: ``joined_deltas`` is Generation.encoded_stream (NUL between encoded deltas)."""
-        unfinished = ',"finish_reason":null' + self._tail
-        return (self._head + joined_deltas.replace("\0", unfinished + self._head) + unfinished).encode("utf-8")
+    def encoded_run(self, joined_deltas: bytes, after: tuple[bytes, ...] = ()) -> bytes:
+        """b"".join(self.encoded_delta(d, None) for d in joined_deltas.split(b"\0")), built in one
+        replace: ``joined_deltas`` is Generation.encoded_stream (NUL between encoded deltas)."""
+        head = self._head.encode("utf-8")
+        unfinished = (',"finish_reason":null' + self._tail).encode("utf-8")
+        return b"".join((head, joined_deltas.replace(b"\0", unfinished + head), unfinished, *after))
 
 
 def _delta_json(delta: dict) -> str:
@@ -262,14 +263,14 @@ class Generation:
             self._encoded_plans[tokens_per_chunk] = plan
         return plan
 
-    def encoded_stream(self, tokens_per_chunk: int) -> str:
-        """The encoded deltas of encoded_plan joined by NUL (which JSON text never holds raw),
-        remembered like the plan: a stream with nothing to wait for is this with each NUL
-        replaced by the chunk envelope between two deltas."""
+    def encoded_stream(self, tokens_per_chunk: int) -> bytes:
+        """The encoded deltas of encoded_plan joined by NUL (which JSON text never holds raw), as
+        UTF-8, remembered like the plan: a stream with nothing to wait for is this with each NUL
+        replaced by the chunk envelope between two deltas (a bytes replace, no encoding again)."""
         key = -tokens_per_chunk
         joined = self._encoded_plans.get(key)
         if joined is None:
-            joined = self._encoded_plans[key] = _encoded_stream(self, tokens_per_chunk)
+            joined = self._encoded_plans[key] = _encoded_stream(self, tokens_per_chunk).encode("utf-8")
         return joined
 
     @cached_property
@@ -719,7 +720,7 @@ class Router:
         cut, midstream = transport.get(CUT), transport.get(ERROR_MIDSTREAM)
         if cut is None and midstream is None and not (paced and self.settings.time_scale > 0):
             # nothing to wait for between chunks: the whole stream is one write, built in one go
-            yield events.encoded_run(gen.encoded_stream(tokens_per_chunk)) + b"".join(ending) + sse("[DONE]")
+            yield events.encoded_run(gen.encoded_stream(tokens_per_chunk), (*ending, sse("[DONE]")))
             return
         plan = gen.encoded_plan(tokens_per_chunk)
         chunks = [events.encoded_delta(delta_json, None) for delta_json, _ in plan] + ending
