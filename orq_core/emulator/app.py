@@ -350,7 +350,8 @@ def shape_answer(answer: Any, max_tokens: int, stops: list[str]) -> Generation:
 def _chunk_pattern(tokens_per_chunk: int) -> re.Pattern:
     """Up to ``tokens_per_chunk`` token units (tokens.TOKEN_UNITS) with the whitespace before
     them, and the text's trailing whitespace; or whitespace alone (a text with no token)."""
-    return re.compile(r"(?:\s*(?:\w{1,4}|[^\w\s])){1,%d}(?:\s+\Z)?|\s+" % tokens_per_chunk, re.UNICODE)
+    # possessive: nothing here ever needs giving back, and the engine skips saving backtrack points
+    return re.compile(r"(?:\s*+(?:\w{1,4}+|[^\w\s])){1,%d}+(?:\s++\Z)?|\s++" % tokens_per_chunk, re.UNICODE)
 
 
 def split_for_stream(text: str, tokens_per_chunk: int) -> list[tuple[str, int]]:
