@@ -462,9 +462,11 @@ def _body_paragraphs(words: list[str], rng: "Draws", target_tokens: int, target_
     templates = rng.shuffled(_BODY_TEMPLATES)
     pairs = _keyword_pairs(words)
     counts = {word: (text_tokens(word), len(word.split()) - 1) for pair in pairs for word in pair}
-    # sentence i is sentence i + period again: fill each distinct one once, on first use
+    # sentence n is sentence n + period again: each distinct one is filled once, on first use
     period = math.lcm(len(templates), len(pairs))
-    filled: list[tuple[str, int, int]] = []
+    texts: list[str] = []
+    tokens: list[int] = []
+    words_of: list[int] = []
     # the restated question counts half: the body still says something about it
     tokens_so_far, words_so_far = used_tokens // 2, used_words
     n = 0
@@ -478,20 +480,20 @@ def _body_paragraphs(words: list[str], rng: "Draws", target_tokens: int, target_
             t, (a, b) = templates[n % len(templates)], pairs[n % len(pairs)]
             (a_tokens, a_words), (b_tokens, b_words) = counts[a], counts[b]
             uses_a = t.lower_a + t.upper_a
-            filled.append((t.positional.format(a, a[:1].upper() + a[1:], b),
-                           t.tokens + uses_a * a_tokens + t.b * b_tokens, t.words + uses_a * a_words + t.b * b_words))
-        _, tokens, sentence_words = filled[n % period]
-        tokens_so_far += tokens
-        words_so_far += sentence_words
+            texts.append(t.positional.format(a, a[:1].upper() + a[1:], b))
+            tokens.append(t.tokens + uses_a * a_tokens + t.b * b_tokens)
+            words_of.append(t.words + uses_a * a_words + t.b * b_words)
+        tokens_so_far += tokens[n % period]
+        words_so_far += words_of[n % period]
         n += 1
-    sentences = filled * (n // period) + filled[:n % period]
+    whole, part = divmod(n, period)
+    texts, tokens = texts * whole + texts[:part], tokens * whole + tokens[:part]
     paragraphs = []
     start = 0
     while start < n:
-        size = 2 + rng.below(3)
-        chunk = sentences[start:start + size]
-        paragraphs.append((" ".join([sentence for sentence, _, _ in chunk]), sum([tokens for _, tokens, _ in chunk])))
-        start += size
+        end = start + 2 + rng.below(3)
+        paragraphs.append((" ".join(texts[start:end]), sum(tokens[start:end])))
+        start = end
     return paragraphs
 
 
