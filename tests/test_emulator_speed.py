@@ -396,12 +396,10 @@ def test_a_refused_body_is_not_remembered_and_is_refused_again(local_router):
 
 
 def test_a_remembered_answer_is_the_answer_composed_afresh(local_router, monkeypatch):
-    from orq_core.emulator import content
-
     router = local_router.app.state.router
     composed: list[int] = []
-    real = content.compose_answer
-    monkeypatch.setattr(content, "compose_answer", lambda *a, **k: composed.append(1) or real(*a, **k))
+    real = router_app.compose_answer
+    monkeypatch.setattr(router_app, "compose_answer", lambda *a, **k: composed.append(1) or real(*a, **k))
     thinking = {"model": SONNET, "max_tokens": 2000, "thinking": {"type": "enabled", "budget_tokens": 1024},
                 "messages": [{"role": "user", "content": "Why is the sky blue?"}]}
     for payload in (TOOL_PAYLOAD, thinking):

@@ -62,7 +62,8 @@ from .body import parse_body
 from .cache import PromptCache, ResponseCache, key_scope
 from .faults import CUT, ERROR_MIDSTREAM, HEADER, SLOW_FIRST_BYTE, Fault, FaultBoard, parse_faults
 from .latency import output_ms, predicted_ttft_ms
-from .content import has_inline_media
+from ..media import MediaError
+from .content import answer_digest, check_replayed_signatures, compose_answer, has_inline_media, inspect_media_parts
 from .prompt import Block, segment_prompt
 
 log = logging.getLogger(__name__)
@@ -574,9 +575,6 @@ class Router:
 
     def check_payload(self, payload: Any) -> list[Block]:
         """The shared rules (request.py), then the router's own: signatures and media."""
-        from .content import check_replayed_signatures, inspect_media_parts
-        from ..media import MediaError
-
         breakpoints = validated_breakpoints(payload)
         try:
             check_replayed_signatures(payload, self.settings.secret)
@@ -653,8 +651,6 @@ class Router:
 
     def generation(self, target: Target, ex: Exchange) -> Generation:
         """The shaped answer, remembered by its answer digest and the model's label."""
-        from .content import answer_digest, compose_answer
-
         digest = answer_digest(ex.payload, [block.digest for block in ex.blocks])
         key = (digest, target.model.label)
         gen = self.generations.get(key)
