@@ -325,8 +325,7 @@ def shape_answer(answer: Any, max_tokens: int, stops: list[str]) -> Generation:
                                                         getattr(answer, "reasoning_tokens", None))
     signature = answer.signature if kept_reasoning == reasoning else None
     budget = max_tokens - reasoning_tokens
-    full_text = answer.text or ""
-    text, stopped = cut_at_stop(full_text, stops)
+    text, stopped = cut_at_stop(answer.text or "", stops)
     if stopped:
         kept_text, text_tokens_kept = truncate_counted(text, budget)
     else:
@@ -368,9 +367,8 @@ def split_for_stream(text: str, tokens_per_chunk: int) -> list[tuple[str, int]]:
 
 def _encoded_pieces(key: str, text: str, tokens_per_chunk: int) -> list[tuple[str, int]]:
     """split_for_stream's pieces as encoded one-string deltas ({"key": piece}), built in one go."""
-    pieces = split_for_stream(text, tokens_per_chunk)
     head = '{"' + key + '":'
-    return [(head + encoded + "}", tokens) for encoded, (_, tokens) in zip(map(_json_string, (p for p, _ in pieces)), pieces)]
+    return [(head + _json_string(piece) + "}", tokens) for piece, tokens in split_for_stream(text, tokens_per_chunk)]
 
 
 def _encoded_stream(gen: Generation, tokens_per_chunk: int) -> str:

@@ -362,7 +362,8 @@ def _first_sentence(text: str, limit: int = 120) -> str:
 
 # --- plain answers -------------------------------------------------------------------------------
 
-def _answer_paragraphs(marker: str, convo: _Conversation, media_notes: list[str], rng: "Draws") -> list[tuple[str, int]]:
+def _answer_paragraphs(marker: str, convo: _Conversation, media_notes: list[str],
+                       rng: "Draws") -> list[tuple[str, int]]:
     """The plain answer's paragraphs, each with its token count (counted as it is built)."""
     words = keywords(convo.question, 4)
     opening = [_restate(convo, words)]
