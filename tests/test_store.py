@@ -501,8 +501,12 @@ def test_on_postgres_one_sessions_open_transaction_does_not_hold_up_another(post
     store.close()
 
 
-def test_on_postgres_connections_the_server_dropped_are_replaced(postgres_server):
+def test_on_postgres_connections_the_server_dropped_while_idle_are_replaced(postgres_server, monkeypatch):
+    import time
+
     import psycopg
+
+    import orq_core.store.postgres as postgres_backend
 
     url = postgres_server.new_database_url()
     store = Store(url)
@@ -510,5 +514,7 @@ def test_on_postgres_connections_the_server_dropped_are_replaced(postgres_server
     with psycopg.connect(url, autocommit=True) as admin:  # what a server restart does to every client
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    later = time.monotonic() + postgres_backend.PostgresBackend._CHECK_AFTER_IDLE_S + 1
+    monkeypatch.setattr(postgres_backend.time, "monotonic", lambda: later)
     assert store.load_doc("note", "n1").name == "Before"
     store.close()

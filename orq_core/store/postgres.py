@@ -1,8 +1,8 @@
 """The shared backend: PostgreSQL through psycopg 3, for several app instances behind a load balancer.
 
 A pool of connections per store (psycopg_pool, autocommit), so one person's slow History load
-does not hold up another's run-log write on the same instance. Each connection is checked as it
-is taken and opened again when the server dropped it (a restart, an idle timeout). A transaction
+does not hold up another's run-log write on the same instance. A connection idle for a while is
+checked as it is taken and opened again when the server dropped it (a restart, an idle timeout). A transaction
 keeps its connection for the thread that opened it. SQL is written once with ``?`` placeholders
 for both backends and turned into psycopg's ``%s`` here.
 """
@@ -10,6 +10,8 @@ for both backends and turned into psycopg's ``%s`` here.
 from __future__ import annotations
 
 import threading
+import time
+import weakref
 from contextlib import contextmanager
 from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -43,6 +45,7 @@ class PostgresBackend:
         self.location = f"PostgreSQL {redact_url(url)}"
         self._connect_timeout = connect_timeout
         self._held = threading.local()  # the connection of the calling thread's open transaction
+        self._returned_at: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._connect().close()  # a wrong URL is a sentence now, not a pool retrying in the background
         self._pool = self._open_pool()
 
@@ -62,8 +65,21 @@ class PostgresBackend:
 
         return ConnectionPool(self.url, min_size=1, max_size=self.max_connections, num_workers=1, open=True,
                               kwargs={"autocommit": True, "connect_timeout": int(self._connect_timeout)},
-                              check=ConnectionPool.check_connection, timeout=self._connect_timeout,
+                              check=self._check_if_idle, reset=self._note_return, timeout=self._connect_timeout,
                               name="orq-playground-store")
+
+    # Checking a connection is a round trip (it doubled a run-log write); a server restart or an
+    # idle timeout drops connections that sat unused, so only those are checked before use.
+    _CHECK_AFTER_IDLE_S = 5.0
+
+    def _note_return(self, conn) -> None:
+        self._returned_at[conn] = time.monotonic()
+
+    def _check_if_idle(self, conn) -> None:
+        from psycopg_pool import ConnectionPool
+
+        if time.monotonic() - self._returned_at.get(conn, 0.0) > self._CHECK_AFTER_IDLE_S:
+            ConnectionPool.check_connection(conn)
 
     @contextmanager
     def _connection(self) -> Iterator:
