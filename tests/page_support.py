@@ -43,11 +43,16 @@ def keep_media_files(monkeypatch) -> None:
     monkeypatch.setattr(app_test_module, "MediaFileManager", _KeptMediaFiles)
 
 
+def downloaded(button) -> bytes:
+    """What a click on a download button hands the browser (after ``keep_media_files``): the file
+    stored with the page, or the one its callable builds on the click."""
+    kept = _KeptMediaFiles.last
+    deferred_id = button.proto.deferred_file_id
+    url = kept.execute_deferred(deferred_id) if deferred_id else button.proto.url
+    return kept._storage.get_file(url.rsplit("/", 1)[-1].split(".")[0]).content
+
+
 def deferred_download(button) -> bytes:
-    """What a click on a download button whose data is a callable hands the browser (after
-    ``keep_media_files``)."""
-    file_id = button.proto.deferred_file_id
-    assert file_id, f"{button.label!r} holds its data, it is not built on click"
-    url = _KeptMediaFiles.last.execute_deferred(file_id)
-    stored_id = url.rsplit("/", 1)[-1].split(".")[0]
-    return _KeptMediaFiles.last._storage.get_file(stored_id).content
+    """``downloaded``, for a button whose data must be built on the click, not held by the page."""
+    assert button.proto.deferred_file_id, f"{button.label!r} holds its data, it is not built on click"
+    return downloaded(button)

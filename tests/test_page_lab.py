@@ -4,11 +4,9 @@ import csv
 import io
 
 import pytest
-import streamlit.testing.v1.app_test as app_test_module
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
-from page_support import by_label, open_app
+from page_support import by_label, downloaded, keep_media_files, open_app
 
 from orq_core.cost import format_usd
 from orq_core.lab import ExperimentResult
@@ -17,18 +15,8 @@ from orq_core.store import Store
 SONNET = "anthropic/claude-sonnet-4-5-20250929"
 
 
-class RecordingMediaStorage(MemoryMediaFileStorage):
-    """AppTest keeps download data in a media store it throws away after each run; keep it."""
-
-    last: "RecordingMediaStorage | None" = None
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        RecordingMediaStorage.last = self
-
-
 def open_lab(monkeypatch) -> AppTest:
-    monkeypatch.setattr(app_test_module, "MemoryMediaFileStorage", RecordingMediaStorage)
+    keep_media_files(monkeypatch)
     return open_app("app_pages/caching_lab.py")
 
 
@@ -114,8 +102,7 @@ def test_run_shows_charts_metrics_and_exports_csv(app, isolated_db, tmp_path):
     assert [d.id for d in saved_docs] == [result.id]
 
     button = by_label(app.download_button, "CSV")
-    file_id = button.proto.url.rsplit("/", 1)[-1].split(".")[0]
-    data = RecordingMediaStorage.last.get_file(file_id).content.decode()
+    data = downloaded(button).decode()
     assert data == result.to_csv()
     rows = list(csv.DictReader(io.StringIO(data)))
     assert len(rows) == 6 and rows[3]["arm"] == "prompt-cache" and rows[3]["request"] == "2"
