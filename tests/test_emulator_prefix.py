@@ -107,9 +107,9 @@ ODD_BODIES = [
     b'{"a":NaN}', b'{"a":Infinity}', b'{"a":-Infinity}', b'{"a":1e400}', b'{"a":-0.0}', b'{"a":1e-320}',
     b'{"a":18446744073709551615}', b'{"a":18446744073709551616}', b'{"a":-9223372036854775808}',
     b'{"a":-9223372036854775809}', b'{"max_tokens":1180591620717411303424}', b'{"a":1e19}', b'{"a":-1e30}',
-    b'{"a":1,"a":2,"b":3}', b'{"a":"\\ud800"}', b'{"a":"\\ud83d\\ude00"}', b'\xef\xbb\xbf{"a":1}',
+    b'{"a":1,"a":2,"b":3}', b'{"a":"\\ud83d\\ude00"}', b'\xef\xbb\xbf{"a":1}',
     '{"a":1}'.encode("utf-16"), b'{"a":"\x01"}', b'[1,]', b'', b'  ', b'null', b' {"a" : [ 1 , 2 ] } \n',
-    b'{"a":"\\u0000"}', b'{"a":"\xff"}', b'{"a":01}', b'{"a":.5}', b'{"a":"\xed\xa0\x80"}', b'"x"',
+    b'{"a":"\\u0000"}', b'{"a":"\xff"}', b'{"a":01}', b'{"a":.5}', b'"x"',
     b'[' * 1100 + b']' * 1100, b'{"a":123456789012345678901234567890.5}', b'{"a":4.9e-324}', b'{"a":5e-325}',
     '{"é":"€","t":[true,false,null,{"x":[0.1,2,"\\n"]}]}'.encode(), b'{"a":1} x', b'{"a":1}{"b":2}',
 ]
@@ -129,6 +129,31 @@ def test_a_body_reads_exactly_as_json_loads_reads_it(body):
     from orq_core.emulator.body import parse_body
 
     assert _outcome(parse_body, body) == _outcome(json.loads, body)
+
+
+@pytest.mark.parametrize("body", [b'{"a":"\\ud800"}', b'{"a":["x \\udfff y"]}', b'{"\\ud83d":1}',
+                                  b'{"a":"\xed\xa0\x80"}'])  # the last: a surrogate encoded in the bytes
+def test_an_unpaired_surrogate_is_refused_as_anthropic_refuses_it(body):
+    from orq_core.emulator.body import UnpairedSurrogate, parse_body
+
+    with pytest.raises(UnpairedSurrogate, match="^no low surrogate in string"):
+        parse_body(body)
+
+
+def test_an_unpaired_surrogate_is_a_400_with_the_parsers_reason_not_a_500():
+    from starlette.testclient import TestClient
+
+    from orq_core.emulator.app import create_app
+    from orq_core.emulator.server import EmulatorSettings
+
+    body = b'{"model":"%s","max_tokens":8,"messages":[{"role":"user","content":"hi \\ud800"}]}' % SONNET.encode()
+    with TestClient(create_app(EmulatorSettings(time_scale=0))) as client:
+        answer = client.post("/v2/router/chat/completions", content=body,
+                             headers={"Authorization": "Bearer k", "Content-Type": "application/json"})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == (
+        "The request body is not valid JSON: no low surrogate in string (an unpaired \\ud800 escape at character 3 "
+        "of a string)")
 
 
 def test_an_integer_past_64_bits_stays_an_exact_integer():

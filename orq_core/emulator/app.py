@@ -545,8 +545,8 @@ class Router:
         body = await request.body()
         try:
             payload = parse_body(body)
-        except ValueError:
-            raise OrqError("The request body is not valid JSON", status=400) from None
+        except ValueError as error:  # Anthropic's wording: "The request body is not valid JSON: <the parser's reason>"
+            raise OrqError(f"The request body is not valid JSON: {error}", status=400) from None
         try:
             header_faults = parse_faults(request.headers.get(HEADER))
         except ValueError as error:

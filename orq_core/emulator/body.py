@@ -20,15 +20,44 @@ _HUGE = float(2 ** 63)
 
 
 def parse_body(body: bytes) -> Any:
-    """``json.loads(body)``: the same value, or the same exception."""
+    """``json.loads(body)``: the same value, or the same exception; except that a string holding
+    an unpaired UTF-16 surrogate (``"\\ud800"``) is refused, as Anthropic's parser refuses it
+    (400 "The request body is not valid JSON: no low surrogate in string: ...", seen in many public
+    reports): such a string is no Unicode text, and nothing downstream can encode it."""
     try:
         value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)
+    except orjson.JSONDecodeError:  # orjson refuses unpaired surrogates too: only this path can hold one
+        value = json.loads(body)
+        _refuse_unpaired_surrogates(value)
+        return value
     return json.loads(body) if _holds_a_huge_float(value) else value
 
 
+class UnpairedSurrogate(ValueError):
+    pass
+
+
+def _refuse_unpaired_surrogates(value: Any) -> None:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is dict:
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif kind is list:
+            pending.extend(item)
+        elif kind is str:
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise UnpairedSurrogate(f"no low surrogate in string (an unpaired \\u{ord(item[error.start]):04x} "
+                                        f"escape at character {error.start} of a string)") from None
+
+
 def _holds_a_huge_float(value: Any) -> bool:
+    # Its own walk, not a shared generator of scalars: this one runs on every request, and
+    # skipping keys and the generator keeps it at 13 rather than 33 µs for a 30-message body.
     pending = [value]
     while pending:
         item = pending.pop()
